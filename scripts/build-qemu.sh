@@ -1,0 +1,141 @@
+#!/bin/bash
+# Build qemu-system-x86_64 (Debian's QEMU 7.2 source package) with the gru-tlb
+# device from qemu-hw/ linked in, plus the device qtest binary.
+#
+# The result is cached outside the repo, keyed by a hash of everything that
+# goes into it, so a warm rerun only hashes and prints the path.
+#
+# stdout: the path of qemu-system-x86_64, as the LAST line.  The qtest binary
+#         gru-test sits next to it.
+# stderr: progress.
+#
+# Environment: GRU_CACHE (default /var/cache/gru-build), GRU_JOBS (default 2).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${GRU_CACHE:-/var/cache/gru-build}
+JOBS=${GRU_JOBS:-2}
+SRC_ROOT=$CACHE/qemu-src
+BUILD=$CACHE/qemu-build
+BIN_ROOT=$CACHE/qemu-bin
+
+CONFIGURE_ARGS=(
+	--target-list=x86_64-softmmu
+	--without-default-features
+	--enable-fdt=system
+	--disable-docs
+	--disable-install-blobs
+	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
+)
+
+log() { echo "build-qemu: $*" >&2; }
+die() { echo "build-qemu: ERROR: $*" >&2; exit 1; }
+
+mkdir -p "$CACHE" || die "cannot create $CACHE (run as root or set GRU_CACHE)"
+
+# One build at a time: several helpers and CI jobs share the cache.
+exec 9>"$CACHE/qemu.lock"
+if ! flock -n 9; then
+	log "waiting for another build-qemu.sh (lock $CACHE/qemu.lock)"
+	flock 9
+fi
+
+find_src() {
+	local d
+	for d in "$SRC_ROOT"/qemu-*/; do
+		[ -f "$d/debian/changelog" ] && [ -f "$d/meson.build" ] && {
+			echo "${d%/}"
+			return 0
+		}
+	done
+	return 1
+}
+
+fetch_src() {
+	command -v dpkg-source >/dev/null ||
+		die "dpkg-dev is missing: run scripts/setup-host.sh"
+	apt-cache showsrc qemu 2>/dev/null | grep -q '^Package: qemu' ||
+		die "no deb-src entry for qemu: run scripts/setup-host.sh"
+	log "fetching Debian's qemu source package into $SRC_ROOT (apt-get source)"
+	rm -rf "$SRC_ROOT.tmp"
+	mkdir -p "$SRC_ROOT.tmp"
+	(cd "$SRC_ROOT.tmp" && apt-get source -q qemu >&2) ||
+		die "apt-get source qemu failed: check network and run scripts/setup-host.sh"
+	rm -rf "$SRC_ROOT"
+	mv "$SRC_ROOT.tmp" "$SRC_ROOT"
+}
+
+SRC=$(find_src || true)
+if [ -z "$SRC" ]; then
+	fetch_src
+	SRC=$(find_src) || die "apt-get source qemu left no source tree in $SRC_ROOT"
+fi
+QEMU_VER=$(head -n1 "$SRC/debian/changelog")
+
+# Cache key: device sources, contract headers, this script, QEMU version.
+KEY=$(
+	cd "$REPO"
+	{
+		find qemu-hw include scripts/build-qemu.sh -type f -print0 |
+			LC_ALL=C sort -z | xargs -0 sha256sum
+		echo "$QEMU_VER"
+		echo "${CONFIGURE_ARGS[*]}"
+	} | sha256sum | cut -c1-16
+)
+OUT=$BIN_ROOT/$KEY
+if [ -x "$OUT/qemu-system-x86_64" ] && [ -x "$OUT/gru-test" ]; then
+	log "cached build $KEY"
+	echo "$OUT/qemu-system-x86_64"
+	exit 0
+fi
+
+for t in ninja meson pkg-config python3 cc; do
+	command -v $t >/dev/null || die "$t is missing: run scripts/setup-host.sh"
+done
+
+# Link the device and its qtest into the QEMU tree.  The symlinks are
+# re-pointed on every run because the repo may have moved (CI clones).
+log "linking $REPO/qemu-hw into $SRC"
+ln -sfn "$REPO/qemu-hw" "$SRC/hw/gru"
+ln -sfn "$REPO/include" "$SRC/include/gru-contract"
+ln -sfn "$REPO/qemu-hw/tests/gru-test.c" "$SRC/tests/qtest/gru-test.c"
+
+add_line_after() {	# file, anchor regex (first match), line to add
+	local f=$1 anchor=$2 line=$3
+	grep -qxF "$line" "$f" && return 0
+	grep -qE "$anchor" "$f" || die "cannot find '$anchor' in $f (unexpected QEMU tree)"
+	local tmp
+	tmp=$(mktemp)
+	# ENVIRON, not -v: awk would eat the backslashes
+	A=$anchor L=$line awk \
+		'{ print } !done && $0 ~ ENVIRON["A"] { print ENVIRON["L"]; done = 1 }' \
+		"$f" >"$tmp"
+	cat "$tmp" >"$f"
+	rm -f "$tmp"
+}
+add_line_after "$SRC/hw/meson.build" "^subdir\\('misc'\\)" "subdir('gru')"
+add_line_after "$SRC/hw/Kconfig" "^source misc/Kconfig" "source gru/Kconfig"
+add_line_after "$SRC/meson.build" "^    'hw/misc',\$" "    'hw/gru',"
+add_line_after "$SRC/tests/qtest/meson.build" "^qtests_i386 = \\\\?" \
+	"  (config_all_devices.has_key('CONFIG_GRU_TLB') ? ['gru-test'] : []) + \\"
+
+cfg_stamp=$(printf '%s\n' "${CONFIGURE_ARGS[@]}" "$SRC" | sha256sum | cut -c1-16)
+if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$BUILD/.gru-configured" 2>/dev/null)" != "$cfg_stamp" ]; then
+	log "configuring QEMU in $BUILD"
+	rm -rf "$BUILD"
+	mkdir -p "$BUILD"
+	(cd "$BUILD" && "$SRC/configure" "${CONFIGURE_ARGS[@]}" >&2) ||
+		die "configure failed; see the output above (missing -dev packages? run scripts/setup-host.sh)"
+	echo "$cfg_stamp" >"$BUILD/.gru-configured"
+fi
+
+log "building with ninja -j$JOBS (cold: several minutes)"
+ninja -C "$BUILD" -j"$JOBS" qemu-system-x86_64 tests/qtest/gru-test >&2 ||
+	die "ninja failed; see the compiler output above"
+
+mkdir -p "$OUT.tmp"
+cp "$BUILD/qemu-system-x86_64" "$BUILD/tests/qtest/gru-test" "$OUT.tmp/"
+rm -rf "$OUT"
+mv "$OUT.tmp" "$OUT"
+log "built $KEY"
+echo "$OUT/qemu-system-x86_64"
