@@ -1,0 +1,182 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Guest test runner (busybox sh), installed as /opt/gru/bin/run-guest-tests.sh.
+#
+# Prepares what the tests need (swap on zram, a real filesystem, KSM,
+# hugepages), runs every test binary (each prints its own KTAP stream to
+# stdout), and adds a stream of its own, "gru-runner", whose tests check the
+# preconditions and that the kernel log stayed free of warnings, BUGs,
+# oopses and lockdep reports after each binary.  Exits non-zero if anything
+# failed.
+#
+#   run-guest-tests.sh [-m|--mutation] [-t TEST]... [--race-args "ARGS"]
+#
+# --mutation: the device runs with no-gen-check=on and the module with
+# no_seq_check=1; only the race detector runs, with --expect-violations, and
+# passes only if it saw violations.  Without the flag the mode is taken
+# from /sys/module/gru_tlb/parameters/no_seq_check.
+
+BIN=$(dirname "$0")
+MUTATION=
+ONLY=
+RACE_ARGS=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-m|--mutation) MUTATION=1 ;;
+	-t) shift; ONLY="$ONLY $1" ;;
+	--race-args) shift; RACE_ARGS="$1" ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	*) echo "run-guest-tests: unknown option $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+P=/sys/module/gru_tlb/parameters
+if [ -z "$MUTATION" ] && [ "$(cat $P/no_seq_check 2>/dev/null)" = Y ]; then
+	MUTATION=1
+fi
+
+FAILED=0
+N=0
+LINES=""
+
+# Results of the runner's own checks are printed at the end as one stream.
+result() {	# result ok|fail|skip name [reason]
+	N=$((N + 1))
+	case "$1" in
+	ok) LINES="$LINES
+ok $N $2" ;;
+	skip) LINES="$LINES
+ok $N $2 # SKIP $3" ;;
+	*) LINES="$LINES
+not ok $N $2${3:+ # $3}"; FAILED=1 ;;
+	esac
+}
+
+log() { echo "# run-guest-tests: $*"; }
+
+# Kernel-log patterns that fail the run (issue 4, item 6).
+BAD='WARNING:|BUG:|Oops|general protection|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|INFO: task .* blocked|KASAN|UBSAN|Call Trace:'
+
+dmesg_mark() { dmesg 2>/dev/null | wc -l; }
+dmesg_check() {	# dmesg_check MARK NAME
+	new=$(dmesg 2>/dev/null | tail -n +$(( $1 + 1 )) | grep -E "$BAD")
+	if [ -n "$new" ]; then
+		echo "$new" | sed 's/^/# kernel: /'
+		result fail "kernel_log_clean_after_$2"
+	else
+		result ok "kernel_log_clean_after_$2"
+	fi
+}
+
+setup_env() {
+	mount | grep -q ' /sys/kernel/debug ' || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+	# Swap on zram, for the MADV_PAGEOUT test.
+	if ! grep -q '^/' /proc/swaps 2>/dev/null; then
+		[ -e /sys/block/zram0 ] || modprobe zram num_devices=2 2>/dev/null ||
+			insmod /lib/modules/*/zram.ko num_devices=2 2>/dev/null
+		if [ -e /sys/block/zram0/disksize ] &&
+		   echo 256M > /sys/block/zram0/disksize 2>/dev/null &&
+		   mkswap /dev/zram0 >/dev/null 2>&1 && swapon /dev/zram0 2>/dev/null; then
+			log "swap on zram0"
+		else
+			log "no swap (zram unavailable): the pageout test will skip"
+		fi
+	fi
+	# A real (block-backed) filesystem for the file-backed test.
+	if [ -z "$GRU_REALFS" ] && ! grep -qE ' (ext2|ext3|ext4|xfs|btrfs|vfat) ' /proc/mounts; then
+		mkdir -p /mnt/gru-ext2
+		dev=
+		if [ -e /sys/block/zram1/disksize ] &&
+		   echo 64M > /sys/block/zram1/disksize 2>/dev/null; then
+			dev=/dev/zram1
+		elif command -v losetup >/dev/null; then
+			dd if=/dev/zero of=/tmp/gru-ext2.img bs=1M count=32 2>/dev/null
+			dev=$(losetup -f 2>/dev/null) && losetup "$dev" /tmp/gru-ext2.img 2>/dev/null || dev=
+		fi
+		if [ -n "$dev" ] && mke2fs -q "$dev" >/dev/null 2>&1 &&
+		   mount -t ext2 "$dev" /mnt/gru-ext2 2>/dev/null; then
+			log "ext2 on $dev at /mnt/gru-ext2"
+		else
+			log "no block-backed filesystem: the real-fs test will skip"
+		fi
+	fi
+	# KSM scans fast, so the merge test converges in a bounded loop.
+	if [ -e /sys/kernel/mm/ksm/run ]; then
+		echo 10000 > /sys/kernel/mm/ksm/pages_to_scan 2>/dev/null
+		echo 0 > /sys/kernel/mm/ksm/sleep_millisecs 2>/dev/null
+		echo 1 > /sys/kernel/mm/ksm/run 2>/dev/null
+	fi
+	# 2 MiB hugetlb pages for the hugetlbfs test.
+	if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null)" = 0 ]; then
+		echo 8 > /proc/sys/vm/nr_hugepages 2>/dev/null
+	fi
+}
+
+run_bin() {	# run_bin NAME [ARGS]
+	name=$1
+	shift
+	if [ ! -x "$BIN/$name" ]; then
+		result fail "$name" "binary missing from $BIN"
+		return
+	fi
+	if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $name "; then
+		return
+	fi
+	mark=$(dmesg_mark)
+	log "running $name $*"
+	"$BIN/$name" "$@"
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		FAILED=1
+		log "$name exited with $rc"
+	fi
+	dmesg_check "$mark" "$name"
+}
+
+setup_env
+
+if [ -c /dev/gru ]; then
+	result ok gru_device_node_present
+else
+	result fail gru_device_node_present "no /dev/gru: gru_tlb.ko not loaded (check dmesg)"
+fi
+
+if [ -n "$MUTATION" ]; then
+	log "mutation run: the race detector must see violations"
+	# shellcheck disable=SC2086
+	run_bin gru-race --expect-violations $RACE_ARGS
+else
+	for t in gru_basic_test gru_badinput_test gru_mem_test gru_isolation_test; do
+		run_bin "$t"
+	done
+	# shellcheck disable=SC2086
+	run_bin gru-race $RACE_ARGS
+fi
+
+# Unloading after every user has gone must work (issue 3 "done when").
+if [ -z "$ONLY" ] && grep -q '^gru_tlb ' /proc/modules; then
+	mark=$(dmesg_mark)
+	params=
+	for f in $P/*; do
+		[ -w "$f" ] || continue
+		params="$params $(basename "$f")=$(cat "$f")"
+	done
+	if rmmod gru_tlb 2>/dev/null; then
+		result ok module_unloads_after_all_users_exit
+	else
+		result fail module_unloads_after_all_users_exit "rmmod gru_tlb failed"
+	fi
+	dmesg_check "$mark" rmmod
+	# Later commands (demo, benchmark) still want the driver.
+	ko=$(find / -xdev -name gru_tlb.ko 2>/dev/null | head -n 1)
+	# shellcheck disable=SC2086
+	[ -n "$ko" ] && ! grep -q '^gru_tlb ' /proc/modules && insmod "$ko" $params
+fi
+
+echo "TAP version 13"
+echo "# gru-runner"
+echo "1..$N"
+echo "$LINES" | sed '/^$/d'
+[ $FAILED -eq 0 ] && log "PASS" || log "FAIL"
+exit $FAILED
