@@ -84,6 +84,7 @@ run: qemu initramfs
 	@if [ -x $(GRU_TOOLS)/host-report.sh ]; then \
 		$(GRU_TOOLS)/host-report.sh $(RESULTS)/run; \
 	fi
+	@echo "run: the guest saw: $$(sed -n 's/\r$$//; s/^## summary: //p' $(RESULTS)/run/output.log | tail -n1)"
 	@echo "run: logs and guest files in $(RESULTS)/run"
 
 qtests: qemu

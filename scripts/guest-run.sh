@@ -53,6 +53,7 @@ log() { echo "guest-run: $*" >&2; }
 series=6.1 smp=4 icount= numa=0 mem=2G devices=1 devopts= hugepages=0
 module=auto append= timeout=600 results= notests_ok=0 quiet=0
 cmds=()
+labels=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) series=$2; shift 2 ;;
@@ -69,7 +70,7 @@ while [ $# -gt 0 ]; do
 	--results) results=$2; shift 2 ;;
 	--script)
 		[ -r "$2" ] || die "--script $2: not readable"
-		cmds+=("$(cat "$2")"); shift 2 ;;
+		cmds+=("$(cat "$2")"); labels[${#cmds[@]}]="script $(basename "$2")"; shift 2 ;;
 	--no-tests-ok) notests_ok=1; shift ;;
 	--quiet) quiet=1; shift ;;
 	-h|--help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;/^set -e/d'; exit 0 ;;
@@ -114,7 +115,11 @@ for f in kernel.log output.log export.log qemu.log ktap.txt; do : >"$results/$f"
 runroot=$(mktemp -d)
 trap 'rm -rf "$runroot"' EXIT
 mkdir -p "$runroot/gru"
-for i in "${!cmds[@]}"; do printf '%s\n' "${cmds[$i]}" >"$runroot/gru/cmd.$((i + 1))"; done
+for i in "${!cmds[@]}"; do
+	n=$((i + 1))
+	printf '%s\n' "${cmds[$i]}" >"$runroot/gru/cmd.$n"
+	printf '%s\n' "${labels[$n]:-$(head -n1 <<<"${cmds[$i]}")}" >"$runroot/gru/label.$n"
+done
 echo "${#cmds[@]}" >"$runroot/gru/ncmds"
 (cd "$runroot" && find gru | cpio -o -H newc -R 0:0 --quiet) >"$results/run.cpio"
 # The kernel only looks for a plain cpio header at a 4-byte boundary, and

@@ -92,8 +92,11 @@ inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep
 	"${modlist[@]}" "${tools[@]}")
 [ "$module" = none ] || inputs+=("$module")
 [ -z "$runner" ] || inputs+=("$runner")
-key=$({ echo "$KVER $modules"; printf '%s\n' "${inputs[@]}"; sha256sum "${inputs[@]}"; } |
-      sha256sum | cut -c1-16)
+# Contents and names only, not where the repo lives (CI clones elsewhere).
+key=$({
+	echo "$KVER $modules"
+	for f in "${inputs[@]}"; do echo "$(basename "$f") $(sha256sum <"$f")"; done
+} | sha256sum | cut -c1-16)
 out=$cache/initramfs/$KVER-$key.cpio.gz
 if [ -s "$out" ]; then
 	touch "$out"
