@@ -129,6 +129,7 @@ check: qemu initramfs
 	done; \
 	[ $$f -gt 0 ] || [ $$rc = 0 ] || { echo "check: a stage failed without a failed test"; f=1; }; \
 	[ $$((p + f)) -gt 0 ] || { echo "check: no test ran"; f=1; }; \
+	echo "check: total"; \
 	echo "$$p passed, $$f failed"; \
 	[ $$f = 0 ]
 
