@@ -4,7 +4,7 @@
 #   scripts/guest-kernel.sh [6.1|6.12]      (default 6.1)
 #
 # The exact ABI version (e.g. 6.1.0-56-amd64) is resolved from the
-# linux-image-amd64 metapackage, so a Debian point release that bumps the
+# linux-image-amd64 metapackage (linux-image-6.12-amd64 for 6.12), so a Debian point release that bumps the
 # ABI does not break this script.  The image .deb is downloaded into
 # $GRU_CACHE and unpacked there (never into the host's /boot); the matching
 # linux-headers package is installed on the host so that the module builds
@@ -33,10 +33,9 @@ resolve() {
 		      awk '/Depends: linux-image-6\.1\.0-[0-9]+-amd64$/ {print $2; exit}')
 		;;
 	6.12)
-		# bookworm carries 6.12 as a backport-style series without a
-		# metapackage of its own: take the newest ABI apt knows about.
-		pkg=$(apt-cache pkgnames linux-image-6.12 2>/dev/null |
-		      grep -E '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | sort -V | tail -n1)
+		# bookworm's 6.12 series has a metapackage of its own.
+		pkg=$(apt-cache depends linux-image-6.12-amd64 2>/dev/null |
+		      awk '/Depends: linux-image-6\.12\.[0-9]+\+deb12-amd64$/ {print $2; exit}')
 		;;
 	*)
 		die "unknown kernel series '$series' (use 6.1 or 6.12)"
