@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Isolation: the device refuses kernel addresses, a process reaches only
+ * its own memory, and neither a reused ASID nor a context reloaded into a
+ * hardware slot another process used sees any old translation.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "gru_test_util.h"
+
+#define KADDR	0xffff888000000000ULL
+
+FIXTURE(iso)
+{
+	struct gru_ctx ctx;
+	uint64_t *buf;
+};
+
+FIXTURE_SETUP(iso)
+{
+	if (!gru_present())
+		SKIP(return, "no %s (gru_tlb not loaded)", GRU_DEV_PATH);
+	ASSERT_EQ(0, gru_open(&self->ctx, GRU_LIB_AUTO_CALLOS));
+	self->buf = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->buf);
+}
+
+FIXTURE_TEARDOWN(iso)
+{
+	if (self->buf && self->buf != MAP_FAILED)
+		munmap(self->buf, PAGE_SZ);
+	if (self->ctx.win)
+		gru_close(&self->ctx);
+}
+
+/* Every opcode on kernel addresses (direct map, text, vsyscall): refused. */
+TEST_F(iso, kernel_addresses_refused)
+{
+	uint64_t addrs[] = {
+		KADDR, 0xffffffff81000000ULL, 0xffffffffff600000ULL,
+		GRU_USER_VA_LIMIT, ~7ULL,
+	};
+	unsigned int opcs[] = {
+		GRU_OPC_LOAD, GRU_OPC_STORE, GRU_OPC_FADD, GRU_OPC_SWAP,
+		GRU_OPC_CAS, GRU_OPC_BSET, GRU_OPC_BCOPY,
+	};
+	struct gru_exc e;
+
+	for (unsigned int a = 0; a < sizeof(addrs) / sizeof(addrs[0]); a++) {
+		for (unsigned int o = 0; o < sizeof(opcs) / sizeof(opcs[0]); o++) {
+			struct gru_insn in = {
+				.opcode = opcs[o], .addr = addrs[a], .len = 8,
+				.src = (uintptr_t)self->buf,
+			};
+
+			EXPECT_EQ(-EFAULT, gru_run(&self->ctx, &in, NULL));
+			gru_exception(&self->ctx, &e);
+			EXPECT_EQ(GRU_ERR_KERNEL_ADDR, e.error) {
+				TH_LOG("%s at %#llx: %s", gru_opcode_name(opcs[o]),
+				       (unsigned long long)addrs[a], gru_err_name(e.error));
+			}
+		}
+	}
+	/* a kernel address as the BCOPY source must not leak into our buffer */
+	memset(self->buf, 0x11, PAGE_SZ);
+	{
+		struct gru_insn in = {
+			.opcode = GRU_OPC_BCOPY, .addr = (uintptr_t)self->buf,
+			.src = KADDR, .len = 256,
+		};
+
+		EXPECT_EQ(-EFAULT, gru_run(&self->ctx, &in, NULL));
+	}
+	for (int i = 0; i < 32; i++)
+		EXPECT_EQ(0x1111111111111111ULL, self->buf[i]);
+}
+
+/*
+ * Two processes with different data at the same virtual address: each one's
+ * device accesses see only its own page, before and after the other ran.
+ */
+TEST_F(iso, processes_see_only_their_own_memory)
+{
+	uint64_t *shared_va = self->buf;
+	int go[2], done[2], status;
+	uint64_t v;
+	char c;
+	pid_t pid;
+
+	*shared_va = 0xAAAA;
+	ASSERT_EQ(0, gru_load(&self->ctx, shared_va, &v));
+	ASSERT_EQ(0xAAAA, v);
+	ASSERT_EQ(0, pipe(go));
+	ASSERT_EQ(0, pipe(done));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct gru_ctx cc;
+		uint64_t *mine;
+		int bad = 0;
+
+		/* replace the inherited page by a page of our own at the same VA */
+		mine = mmap(shared_va, PAGE_SZ, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		if (mine != shared_va)
+			_exit(10);
+		*mine = 0xBBBB;
+		if (gru_open(&cc, 0))
+			_exit(11);
+		if (gru_load(&cc, mine, &v) || v != 0xBBBB)
+			bad |= 1;
+		if (gru_store(&cc, mine, 0xBBBC) || *mine != 0xBBBC)
+			bad |= 2;
+		/* the parent's context fd is inherited: its window is not */
+		if (mmap(NULL, GRU_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 self->ctx.fd, 0) != MAP_FAILED)
+			bad |= 4;
+		if (write(done[1], "c", 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(12);
+		if (gru_load(&cc, mine, &v) || v != 0xBBBC)
+			bad |= 8;
+		_exit(bad);
+	}
+	ASSERT_EQ(1, read(done[0], &c, 1));
+	ASSERT_EQ(0, gru_load(&self->ctx, shared_va, &v));
+	EXPECT_EQ(0xAAAA, v);
+	ASSERT_EQ(0, gru_store(&self->ctx, shared_va, 0xAAAB));
+	ASSERT_EQ(1, write(go[1], "p", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child failure bits %#x",
+						 WEXITSTATUS(status));
+	EXPECT_EQ(0xAAAB, *shared_va);
+}
+
+/* A child can't resolve a call-OS stall of its parent's context. */
+TEST_F(iso, call_os_from_another_mm_refused)
+{
+	struct gru_insn in = { .opcode = GRU_OPC_STORE, .op0 = 9 };
+	int status;
+	uint64_t *fresh;
+	pid_t pid;
+
+	ASSERT_EQ(0, gru_set_callos(&self->ctx, 1));
+	fresh = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, fresh);
+	in.addr = (uintptr_t)fresh;
+	ASSERT_EQ(0, gru_issue(&self->ctx, &in));
+	/* untouched page: the fast path can't fill it, so it stalls in CALLOS */
+	self->ctx.lib_flags &= ~GRU_LIB_AUTO_CALLOS;
+	ASSERT_EQ(-EAGAIN, gru_wait(&self->ctx, NULL));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct gru_call_os co;
+
+		memset(&co, 0, sizeof(co));
+		_exit(ioctl(self->ctx.fd, GRU_IOC_CALL_OS, &co) == 0 ? 1 : 0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* still stalled for us, and we can resolve it */
+	ASSERT_EQ(-EAGAIN, gru_wait(&self->ctx, NULL));
+	ASSERT_EQ(0, gru_call_os(&self->ctx, NULL));
+	ASSERT_EQ(0, gru_wait(&self->ctx, NULL));
+	EXPECT_EQ(9, *fresh);
+	munmap(fresh, PAGE_SZ);
+}
+
+/*
+ * Child process: open a context, write @val at @va (mapped privately at
+ * the same VA in every child), report the ASID and the probe result of
+ * @va BEFORE the device touched it.  Returns via the pipe.
+ */
+struct asid_report {
+	uint32_t asid;
+	uint32_t hit_before;
+	uint32_t ok;
+};
+
+static void asid_child(uint64_t *va, uint64_t val, int wfd, bool wait_go, int rfd)
+{
+	struct asid_report rep = { 0 };
+	struct gru_tlb_probe p;
+	struct gru_info info;
+	struct gru_ctx c;
+	uint64_t v = 0;
+	char ch;
+
+	if (mmap(va, PAGE_SZ, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != va)
+		_exit(1);
+	*va = val;
+	if (gru_open(&c, 0) || gru_nop(&c) || gru_info(&c, &info))
+		_exit(2);
+	rep.asid = info.asid;
+	if (gru_tlb_probe(&c, (uintptr_t)va, &p))
+		_exit(3);
+	rep.hit_before = p.hit;
+	rep.ok = !gru_load(&c, va, &v) && v == val &&
+		 !gru_store(&c, va, val + 1) && *va == val + 1;
+	if (write(wfd, &rep, sizeof(rep)) != sizeof(rep))
+		_exit(4);
+	if (wait_go && read(rfd, &ch, 1) < 0)
+		_exit(5);
+	_exit(0);
+}
+
+/*
+ * With max_asid small, ASIDs are reused across processes; a process that
+ * gets a reused ASID finds no translation of the previous owner and reads
+ * its own data at the same VA.
+ */
+TEST_F_TIMEOUT(iso, reused_asid_sees_no_old_translations, 300)
+{
+	long long max_asid = gru_param("max_asid");
+	int rounds, reused = 0, bad = 0, fds[2];
+	uint32_t first_owner[65536] = { 0 };
+
+	if (max_asid < 1 || max_asid > 64)
+		SKIP(return, "max_asid is %lld: boot with gru_tlb.max_asid=8 to force reuse",
+		     max_asid);
+	rounds = 3 * (int)max_asid + 4;
+	ASSERT_EQ(0, pipe(fds));
+	for (int k = 0; k < rounds; k++) {
+		struct asid_report rep;
+		int status;
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (pid == 0)
+			asid_child(self->buf, 0x1000 * (k + 1), fds[1], false, -1);
+		ASSERT_EQ(sizeof(rep), read(fds[0], &rep, sizeof(rep)));
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		ASSERT_NE(0, rep.asid);
+		ASSERT_LE(rep.asid, max_asid);
+		if (first_owner[rep.asid]) {
+			reused++;
+			if (rep.hit_before || !rep.ok)
+				bad++;
+		} else {
+			first_owner[rep.asid] = k + 1;
+			EXPECT_EQ(0, rep.hit_before);
+			EXPECT_TRUE(rep.ok);
+		}
+	}
+	EXPECT_GT(reused, 0);
+	EXPECT_EQ(0, bad);
+	TH_LOG("%d processes, max_asid %lld, %d reused ASIDs", rounds, max_asid, reused);
+}
+
+/*
+ * Processes hold more contexts than the hardware has: each context that
+ * is reloaded (into a slot another process's context used) still finds
+ * only its own data at the common VA.
+ */
+TEST_F_TIMEOUT(iso, reloaded_context_sees_no_old_translations, 600)
+{
+	struct gru_info info;
+	struct gru_ctx_stats st;
+	int fds[2], go[2], n, status, bad = 0;
+	uint64_t v;
+
+	ASSERT_EQ(0, gru_info(&self->ctx, &info));
+	n = (int)info.hw_contexts + 2;
+	*self->buf = 0x5151;
+	ASSERT_EQ(0, gru_load(&self->ctx, self->buf, &v));
+	ASSERT_EQ(0, pipe(fds));
+	ASSERT_EQ(0, pipe(go));
+	for (int k = 0; k < n; k++) {
+		pid_t pid = fork();
+
+		ASSERT_GE(pid, 0);
+		if (pid == 0) {
+			close(go[1]);
+			asid_child(self->buf, 0x7000 + 0x100 * k, fds[1], true, go[0]);
+		}
+	}
+	close(go[0]);
+	for (int k = 0; k < n; k++) {
+		struct asid_report rep;
+
+		ASSERT_EQ(sizeof(rep), read(fds[0], &rep, sizeof(rep)));
+		if (rep.hit_before || !rep.ok)
+			bad++;
+	}
+	close(go[1]);
+	for (int k = 0; k < n; k++) {
+		ASSERT_GT(wait(&status), 0);
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	EXPECT_EQ(0, bad);
+	/* our own context was stolen by now; reloaded, it sees our data */
+	ASSERT_EQ(0, gru_load(&self->ctx, self->buf, &v));
+	EXPECT_EQ(0x5151, v);
+	ASSERT_EQ(0, gru_stats(&self->ctx, &st));
+	EXPECT_GE(st.loads, 1);
+	TH_LOG("%d processes on %u hardware contexts; ours: %llu steals, %llu loads",
+	       n, info.hw_contexts, (unsigned long long)st.steals,
+	       (unsigned long long)st.loads);
+}
+
+TEST_HARNESS_MAIN
