@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gru-info: find every GRU device (GRU_PCI_VENDOR_ID:GRU_PCI_DEVICE_ID)
+ * with libpci and print what `lspci -v` would (IDs, BARs, MSI-X, the bound
+ * driver), then the geometry the driver reports (GRU_IOC_INFO) and the
+ * counters in debugfs, if mounted.
+ *
+ *   gru-info [-v]     -v: also print every debugfs file in full
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pci/pci.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <linux/gru_regs.h>
+#include "libgru.h"
+
+#define DEBUGFS_GRU	"/sys/kernel/debug/gru"
+
+static int verbose;
+
+static void print_bars(struct pci_dev *d)
+{
+	for (int i = 0; i < 6; i++) {
+		pciaddr_t a = d->base_addr[i], sz = d->size[i];
+		const char *what = "";
+
+		if (!a && !sz)
+			continue;
+		if (i == GRU_BAR_REGS)
+			what = " (control registers)";
+		else if (i == GRU_BAR_WINDOWS)
+			what = " (context windows)";
+		else if (i == GRU_BAR_MSIX)
+			what = " (MSI-X table and PBA)";
+		if (a & PCI_BASE_ADDRESS_SPACE_IO) {
+			printf("\tRegion %d: I/O ports at %llx [size=%llu]%s\n", i,
+			       (unsigned long long)(a & PCI_BASE_ADDRESS_IO_MASK),
+			       (unsigned long long)sz, what);
+			continue;
+		}
+		printf("\tRegion %d: Memory at %llx (%s, %sprefetchable) [size=%lluK]%s\n",
+		       i, (unsigned long long)(a & PCI_BASE_ADDRESS_MEM_MASK),
+		       (a & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64 ?
+		       "64-bit" : "32-bit",
+		       (a & PCI_BASE_ADDRESS_MEM_PREFETCH) ? "" : "non-",
+		       (unsigned long long)sz >> 10, what);
+	}
+}
+
+static void print_msix(struct pci_dev *d)
+{
+	struct pci_cap *cap = pci_find_cap(d, PCI_CAP_ID_MSIX, PCI_CAP_NORMAL);
+	unsigned int ctrl, table, pba;
+
+	if (!cap) {
+		printf("\tCapabilities: no MSI-X capability\n");
+		return;
+	}
+	ctrl = pci_read_word(d, cap->addr + PCI_MSI_FLAGS);
+	table = pci_read_long(d, cap->addr + PCI_MSIX_TABLE);
+	pba = pci_read_long(d, cap->addr + PCI_MSIX_PBA);
+	printf("\tCapabilities: [%02x] MSI-X: Enable%c Count=%u Masked%c\n",
+	       cap->addr, ctrl & PCI_MSIX_ENABLE ? '+' : '-',
+	       (ctrl & PCI_MSIX_TABSIZE) + 1, ctrl & PCI_MSIX_MASK ? '+' : '-');
+	printf("\t\tVector table: BAR=%u offset=%08x\n", table & PCI_MSIX_BIR,
+	       table & ~PCI_MSIX_BIR);
+	printf("\t\tPBA: BAR=%u offset=%08x\n", pba & PCI_MSIX_BIR, pba & ~PCI_MSIX_BIR);
+}
+
+static void print_driver(const char *slot)
+{
+	char link[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+	const char *name;
+
+	snprintf(link, sizeof(link), "/sys/bus/pci/devices/%s/driver", slot);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0) {
+		printf("\tKernel driver in use: none (gru_tlb not loaded?)\n");
+		return;
+	}
+	target[n] = 0;
+	name = strrchr(target, '/');
+	printf("\tKernel driver in use: %s\n", name ? name + 1 : target);
+}
+
+static void print_file(const char *path, const char *indent)
+{
+	char line[512];
+	int lines = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f) && (verbose || lines < 40)) {
+		printf("%s%s", indent, line);
+		lines++;
+	}
+	if (!verbose && fgets(line, sizeof(line), f))
+		printf("%s... (gru-info -v for all of it)\n", indent);
+	fclose(f);
+}
+
+/* debugfs: /sys/kernel/debug/gru/<slot>/ holds the device's counters */
+static void print_debugfs(const char *slot)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 256];
+	struct dirent *e;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/%s", DEBUGFS_GRU, slot);
+	dp = opendir(dir);
+	if (!dp) {
+		printf("\tCounters: %s not found (debugfs not mounted or driver not bound)\n",
+		       dir);
+		return;
+	}
+	printf("\tCounters (%s):\n", dir);
+	while ((e = readdir(dp))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (e->d_type == DT_DIR) {
+			if (verbose)
+				printf("\t  %s/ (per-context)\n", e->d_name);
+			continue;
+		}
+		printf("\t  %s:\n", e->d_name);
+		print_file(path, "\t    ");
+	}
+	closedir(dp);
+}
+
+static void print_geometry(void)
+{
+	struct gru_info info;
+	int fd = open(GRU_DEV_PATH, O_RDWR);
+
+	if (fd < 0) {
+		printf("Geometry: %s: %s\n", GRU_DEV_PATH, strerror(errno));
+		return;
+	}
+	memset(&info, 0, sizeof(info));
+	if (ioctl(fd, GRU_IOC_INFO, &info)) {
+		printf("Geometry: GRU_IOC_INFO: %s\n", strerror(errno));
+	} else {
+		printf("Geometry (%s, GRU_IOC_INFO): version %u.%u, %u hardware contexts, TLB %u sets x %u ways (%u entries), %u MSI-X vectors, window %u bytes, max BCOPY/BSET %llu MiB\n",
+		       GRU_DEV_PATH, info.version >> 16, info.version & 0xffff,
+		       info.hw_contexts, info.tlb_sets, info.tlb_ways,
+		       info.tlb_sets * info.tlb_ways, info.vectors, info.window_size,
+		       (unsigned long long)info.max_len >> 20);
+	}
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct pci_access *pacc;
+	struct pci_dev *d;
+	char name[256];
+	int found = 0;
+
+	if (argc > 1 && !strcmp(argv[1], "-v"))
+		verbose = 1;
+	else if (argc > 1) {
+		fprintf(stderr, "usage: gru-info [-v]\n");
+		return 2;
+	}
+	pacc = pci_alloc();
+	pci_init(pacc);
+	pci_scan_bus(pacc);
+	for (d = pacc->devices; d; d = d->next) {
+		char slot[32];
+
+		pci_fill_info(d, PCI_FILL_IDENT | PCI_FILL_BASES | PCI_FILL_SIZES |
+			      PCI_FILL_CLASS | PCI_FILL_CAPS | PCI_FILL_IRQ);
+		if (d->vendor_id != GRU_PCI_VENDOR_ID || d->device_id != GRU_PCI_DEVICE_ID)
+			continue;
+		found++;
+		snprintf(slot, sizeof(slot), "%04x:%02x:%02x.%d", d->domain, d->bus,
+			 d->dev, d->func);
+		printf("%s %s [%04x]: ", slot,
+		       pci_lookup_name(pacc, name, sizeof(name), PCI_LOOKUP_CLASS,
+				       d->device_class),
+		       d->device_class);
+		printf("GRU external TLB [%04x:%04x] (rev %02x)\n", d->vendor_id,
+		       d->device_id, pci_read_byte(d, PCI_REVISION_ID));
+		printf("\tSubsystem: [%04x:%04x]\n",
+		       pci_read_word(d, PCI_SUBSYSTEM_VENDOR_ID),
+		       pci_read_word(d, PCI_SUBSYSTEM_ID));
+		printf("\tControl: Mem%c BusMaster%c\n",
+		       pci_read_word(d, PCI_COMMAND) & PCI_COMMAND_MEMORY ? '+' : '-',
+		       pci_read_word(d, PCI_COMMAND) & PCI_COMMAND_MASTER ? '+' : '-');
+		print_bars(d);
+		print_msix(d);
+		print_driver(slot);
+		print_debugfs(slot);
+		printf("\n");
+	}
+	pci_cleanup(pacc);
+	if (!found) {
+		printf("gru-info: no %04x:%04x device found (start QEMU with -device gru-tlb)\n",
+		       GRU_PCI_VENDOR_ID, GRU_PCI_DEVICE_ID);
+		return 1;
+	}
+	print_geometry();
+	return 0;
+}
