@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * GRU-style external TLB driver: objects, lifetimes and locking.
+ *
+ * Lock ordering (outermost first):
+ *
+ *   mmap_lock of the opener's mm        (page fault on the window, munmap)
+ *     gru_dev.ctx_mutex                 (slots, load/unload/steal, ASIDs,
+ *                                        gru_mm.ctxs lists)
+ *       i_mmap_rwsem of gru_ctx.mapping (zapping a victim's window)
+ *         gru_mm.lock      irq-safe     (seq, inflight, asid, dead flags)
+ *           gru_dev.hw_lock irq-safe    (multi-register BAR0 sequences)
+ *
+ * The mmu_notifier callbacks take only gru_mm.lock and gru_dev.hw_lock,
+ * except release, which may sleep and takes ctx_mutex first.  The fault
+ * worker and GRU_IOC_CALL_OS take mmap_read_lock of the context's mm and
+ * must not hold ctx_mutex while doing so (the window fault handler nests
+ * ctx_mutex inside mmap_lock).
+ *
+ * Who may touch what in hard-IRQ context (gru_fault_irq, gru_misc_irq):
+ *   - gru_dev.slots[] read with READ_ONCE; a slot's context cannot be freed
+ *     or reassigned while its handler runs because every unload clears the
+ *     slot and then calls gru_sync_fault_irqs() under ctx_mutex;
+ *   - gru_dev.claimed bits: one handler at a time services a context;
+ *   - gru_mm.lock and gru_dev.hw_lock (irqsave);
+ *   - the page tables of gru_ctx.mm, read locklessly (GUP-fast rules, see
+ *     gru_fault.c and docs/driver.md), never written, no page references;
+ *   - atomic counters, the fault worker queue, the WAIT wait queue.
+ *   Nothing that sleeps, no ctx_mutex, no mmap_lock.
+ *
+ * Lifetimes:
+ *   gru_dev: kref; the PCI device, each open file and each gru_mm hold one.
+ *   gru_mm:  one per (device, mm), from mmu_notifier_get(); each context
+ *            holds a reference, dropped by mmu_notifier_put(); freed by
+ *            free_notifier after an SRCU grace period.
+ *   gru_ctx: one per open() of /dev/gru, freed at file release (the window
+ *            VMA holds a file reference, so release runs after munmap).
+ */
+#ifndef _GRU_H
+#define _GRU_H
+
+#include <linux/types.h>
+#include <linux/pci.h>
+#include <linux/miscdevice.h>
+#include <linux/mmu_notifier.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/kref.h>
+#include <linux/fs.h>
+#include <linux/atomic.h>
+#include <uapi/misc/gru.h>
+#include <linux/gru_regs.h>
+
+#define GRU_DRV_NAME		"gru_tlb"
+#define GRU_HIST_BUCKETS	32	/* log2(ns) buckets of miss service */
+#define GRU_IRQ_RETRIES		4	/* fast-path walks before deferring */
+#define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
+#define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
+#define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
+
+/* Per-context counters; the first GRU_CS_NR_UAPI mirror gru_ctx_stats. */
+enum gru_cstat {
+	GRU_CS_FAULTS,
+	GRU_CS_FILL_IRQ,
+	GRU_CS_FILL_WORKER,
+	GRU_CS_FILL_CALLOS,
+	GRU_CS_FILL_HMM,
+	GRU_CS_FILL_PINNED,
+	GRU_CS_FILL_NULL,
+	GRU_CS_FILL_BATCH,
+	GRU_CS_RETRIES,
+	GRU_CS_IGNORED,
+	GRU_CS_INVALIDATIONS,
+	GRU_CS_STEALS,
+	GRU_CS_LOADS,
+	GRU_CS_ERRORS,
+	GRU_CS_NR,
+};
+
+/* Per-device driver counters (the device's own are in BAR0). */
+enum gru_dstat {
+	GRU_DS_FAULTS,
+	GRU_DS_FILL_IRQ,
+	GRU_DS_FILL_WORKER,
+	GRU_DS_FILL_CALLOS,
+	GRU_DS_FILL_NULL,
+	GRU_DS_FILL_BATCH,
+	GRU_DS_DEFER_WORKER,	/* misses the IRQ path handed to the worker */
+	GRU_DS_DEFER_CALLOS,	/* misses the IRQ path handed to user space */
+	GRU_DS_RETRIES,
+	GRU_DS_IGNORED,
+	GRU_DS_ERRORS,
+	GRU_DS_INV_RANGE,	/* invalidate_range_start */
+	GRU_DS_INV_PAGE,	/* invalidate_range / secondary TLBs */
+	GRU_DS_INV_ASID,	/* release, context reset */
+	GRU_DS_INV_ALL,		/* ASID wrap */
+	GRU_DS_AGE,
+	GRU_DS_STEALS,
+	GRU_DS_LOADS,
+	GRU_DS_ASID_WRAPS,
+	GRU_DS_SPURIOUS,
+	GRU_DS_NR,
+};
+
+struct gru_ctx;
+
+/**
+ * struct gru_dev - one PCI function
+ * @mn_ops: a per-device copy of the notifier ops, so that
+ *	mmu_notifier_get() yields one gru_mm per (device, mm)
+ */
+struct gru_dev {
+	struct pci_dev *pdev;
+	void __iomem *regs;		/* BAR0 */
+	void __iomem *win;		/* BAR2, kernel view for save/restore */
+	resource_size_t win_phys;
+	unsigned int nctx, sets, ways, hw_vectors;
+	unsigned int nvec;		/* allocated MSI-X vectors */
+	u32 version;
+	bool fast_path;			/* IRQ walk compiled in */
+	bool gone;			/* PCI remove ran */
+
+	struct kref ref;
+	struct mmu_notifier_ops mn_ops;
+	struct miscdevice misc;
+	char name[32];			/* IRQ name */
+	char misc_name[16];		/* /dev/gru, /dev/gru1, ... */
+
+	spinlock_t hw_lock;		/* BAR0 argument registers */
+	struct mutex ctx_mutex;		/* slots, ASIDs, context lists */
+	struct gru_ctx *slots[GRU_MAX_CONTEXTS];
+	unsigned long claimed;		/* bit n: a handler services slot n */
+	unsigned int steal_hand;
+	u32 asid_gen;			/* written under hw_lock + ctx_mutex */
+	u32 next_asid;
+	u32 max_asid;
+	unsigned int next_id;		/* context ids, for traces */
+	int index;			/* minor name: gru, gru1, ... */
+	struct list_head ctxs;		/* all open contexts, ctx_mutex */
+
+	wait_queue_head_t done_wq;	/* GRU_IOC_WAIT sleepers */
+	struct workqueue_struct *wq;
+	struct dentry *dbg;
+
+	atomic64_t stat[GRU_DS_NR];
+	atomic64_t hist[GRU_HIST_BUCKETS];
+};
+
+/**
+ * struct gru_mm - per (device, mm) state: the race protocol lives here
+ * @lock: irq-safe; protects seq, inflight, asid, asid_gen, released
+ * @seq: bumped by every invalidation start (and ASID change)
+ * @inflight: invalidations between start and end
+ * @ctxs: contexts of this mm on this device (ctx_mutex)
+ */
+struct gru_mm {
+	struct mmu_notifier mn;
+	struct gru_dev *gdev;		/* holds a kref once set */
+	spinlock_t lock;
+	unsigned long seq;
+	int inflight;
+	u16 asid;
+	u32 asid_gen;
+	bool released;
+	struct list_head ctxs;
+	wait_queue_head_t inv_wq;	/* woken when inflight drops to 0 */
+	atomic64_t invalidations;
+};
+
+/* Window state kept while a context has no hardware slot. */
+struct gru_saved {
+	u64 words[GRU_SAVED_WORDS];
+	u64 status, error, result, exc_va, exc_info;
+};
+
+/**
+ * struct gru_ctx - one open() of /dev/gru
+ * @slot: hardware context, -1 when unloaded (ctx_mutex; READ_ONCE in IRQ)
+ * @dead: the mm is gone or the file is closing (gru_mm.lock)
+ * @mapping: per-context address_space so a steal can zap exactly this
+ *	context's window with unmap_mapping_range()
+ * @pend_va, @pend_info: the miss handed to the worker or to call-OS
+ */
+struct gru_ctx {
+	struct gru_dev *gdev;
+	struct gru_mm *gmm;
+	struct mm_struct *mm;
+	struct address_space mapping;
+	struct list_head mm_node;	/* gru_mm.ctxs */
+	struct list_head dev_node;	/* gru_dev.ctxs */
+	int slot;
+	bool dead;
+	bool mapped;
+	unsigned int id;
+	struct gru_ctx_opts opts;
+	struct gru_saved saved;
+	struct work_struct work;
+	u64 pend_va;
+	u64 pend_info;
+	bool callos_pending;
+	u64 last_service_ns;
+	atomic64_t stat[GRU_CS_NR];
+};
+
+/* The device of a gru_mm: mn.ops is that device's private copy. */
+static inline struct gru_dev *gru_mm_dev(struct gru_mm *gmm)
+{
+	return container_of(gmm->mn.ops, struct gru_dev, mn_ops);
+}
+
+#define GRU_DSTAT(g, s)		atomic64_inc(&(g)->stat[GRU_DS_##s])
+#define GRU_CSTAT(c, s)		atomic64_inc(&(c)->stat[GRU_CS_##s])
+
+extern bool gru_no_seq_check;
+
+/* gru_main.c */
+void gru_dev_put(struct gru_dev *gdev);
+void gru_sync_fault_irqs(struct gru_dev *gdev);
+
+/* gru_file.c */
+extern const struct file_operations gru_fops;
+
+/* gru_fault.c */
+irqreturn_t gru_fault_irq(int irq, void *data);
+irqreturn_t gru_misc_irq(int irq, void *data);
+void gru_fault_work(struct work_struct *work);
+int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path);
+void gru_account_service(struct gru_ctx *ctx, int slot);
+
+/* Fill paths, for counters and tracing */
+enum gru_path {
+	GRU_PATH_IRQ,
+	GRU_PATH_WORKER,
+	GRU_PATH_CALLOS,
+};
+
+/* gru_notifier.c */
+struct gru_mm *gru_mm_get(struct gru_dev *gdev, struct mm_struct *mm);
+void gru_mm_put(struct gru_mm *gmm);
+void gru_mm_init_ops(struct gru_dev *gdev);
+
+/* gru_context.c */
+int gru_ctx_load(struct gru_ctx *ctx);
+void gru_ctx_unload(struct gru_ctx *ctx, bool save);
+void gru_ctx_abort(struct gru_ctx *ctx);
+u64 gru_ctx_status(struct gru_ctx *ctx);
+bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm);
+
+/* gru_debugfs.c */
+void gru_debugfs_init(void);
+void gru_debugfs_exit(void);
+void gru_debugfs_add_dev(struct gru_dev *gdev);
+void gru_debugfs_remove_dev(struct gru_dev *gdev);
+
+#endif /* _GRU_H */

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every difference between the kernels this driver builds for (Debian's
+ * 6.1 and 6.12) lives here, as small wrappers.  The GRU_HAVE_* switches
+ * come from the Makefile, which looks for the API in the kernel's headers
+ * (a version number would miss distribution backports).
+ */
+#ifndef _GRU_COMPAT_H
+#define _GRU_COMPAT_H
+
+#include <linux/mm.h>
+#include <linux/pgtable.h>
+#include <linux/mmu_notifier.h>
+
+/*
+ * The hard-IRQ page walk is memory-safe only if page-table pages are freed
+ * through RCU (IRQs off then holds the grace period off).  Without it the
+ * walk is compiled out and every miss goes to the worker.
+ */
+#ifdef CONFIG_MMU_GATHER_RCU_TABLE_FREE
+#define GRU_HAVE_IRQ_WALK	1
+#else
+#define GRU_HAVE_IRQ_WALK	0
+#endif
+
+/* vm_flags became read-only behind accessors in 6.3. */
+static inline void gru_vm_flags_set(struct vm_area_struct *vma,
+				    unsigned long flags)
+{
+#ifdef GRU_HAVE_VM_FLAGS_SET
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
+/* A PMD read once, consistently, without the page-table lock. */
+static inline pmd_t gru_pmdp_get_lockless(pmd_t *pmdp)
+{
+#ifdef GRU_HAVE_PMDP_GET_LOCKLESS
+	return pmdp_get_lockless(pmdp);
+#else
+	/* x86-64 PMDs are one word: a single READ_ONCE is a snapshot. */
+	return READ_ONCE(*pmdp);
+#endif
+}
+
+static inline pte_t gru_ptep_get_lockless(pte_t *ptep)
+{
+	return ptep_get_lockless(ptep);
+}
+
+/*
+ * The PTE table under a PMD snapshot.  x86-64 has no HIGHPTE, so the table
+ * is in the direct map and needs no kmap; this avoids 6.5+'s
+ * __pte_offset_map(), which is not exported.
+ */
+static inline pte_t *gru_pte_offset_lockless(pmd_t *pmd, unsigned long addr)
+{
+	return pte_offset_kernel(pmd, addr);
+}
+
+/* PFN-mapped huge leaves have a special bit only since 6.11. */
+static inline bool gru_pmd_special(pmd_t pmd)
+{
+#ifdef CONFIG_ARCH_SUPPORTS_PMD_PFNMAP
+	return pmd_special(pmd);
+#else
+	return false;
+#endif
+}
+
+static inline bool gru_pud_special(pud_t pud)
+{
+#ifdef CONFIG_ARCH_SUPPORTS_PUD_PFNMAP
+	return pud_special(pud);
+#else
+	return false;
+#endif
+}
+
+/*
+ * The atomic, page-level secondary-TLB invalidate: invalidate_range up to
+ * 6.5, arch_invalidate_secondary_tlbs from 6.6.  Same arguments.
+ */
+typedef void (*gru_secondary_tlb_fn)(struct mmu_notifier *sub,
+				     struct mm_struct *mm,
+				     unsigned long start, unsigned long end);
+
+static inline void gru_mn_set_secondary_tlb(struct mmu_notifier_ops *ops,
+					    gru_secondary_tlb_fn fn)
+{
+#ifdef GRU_HAVE_SECONDARY_TLBS
+	ops->arch_invalidate_secondary_tlbs = fn;
+#else
+	ops->invalidate_range = fn;
+#endif
+}
+
+#endif /* _GRU_COMPAT_H */

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Hardware context slots: load, unload, steal; ASIDs with generations.
+ *
+ * Everything here runs under gru_dev.ctx_mutex.  More files may be open
+ * than the device has contexts: a context without a slot has its window
+ * state in gru_ctx.saved and no window PTE, so its next access to the
+ * window faults (gru_file.c) and loads it, stealing an idle slot if needed.
+ */
+#include <linux/mm.h>
+#include <linux/sched.h>
+#include "gru.h"
+#include "gru_hw.h"
+
+/**
+ * gru_asid_current() - whether the mm's ASID belongs to this generation
+ * @gdev: the device
+ * @gmm: the mm state, lock held
+ *
+ * An ASID of an older generation may have been handed to another mm; all
+ * its entries were removed by the wrap's GRU_INV_ALL.
+ */
+bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm)
+{
+	return gmm->asid && gmm->asid_gen == READ_ONCE(gdev->asid_gen);
+}
+
+/* Give @gmm a fresh ASID; ctx_mutex held, hw_lock not held. */
+static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
+{
+	unsigned long flags;
+	u16 asid = gdev->next_asid++;
+	int i;
+
+	spin_lock_irqsave(&gmm->lock, flags);
+	gmm->asid = asid;
+	gmm->asid_gen = gdev->asid_gen;
+	/* a fill that sampled the old ASID must redo its walk */
+	gmm->seq++;
+	spin_unlock_irqrestore(&gmm->lock, flags);
+
+	for (i = 0; i < gdev->nctx; i++) {
+		struct gru_ctx *c = gdev->slots[i];
+
+		if (c && c->gmm == gmm)
+			gru_ctx_set_asid(gdev, i, asid);
+	}
+}
+
+/*
+ * Out of ASIDs: start a new generation.  Every old-generation ASID is
+ * flushed at once; mms that still run on the device get new ones now,
+ * the others when they are next loaded.
+ */
+static void gru_asid_wrap(struct gru_dev *gdev)
+{
+	unsigned long flags;
+	int i;
+
+	spin_lock_irqsave(&gdev->hw_lock, flags);
+	WRITE_ONCE(gdev->asid_gen, gdev->asid_gen + 1);
+	gdev->next_asid = 1;
+	gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
+	spin_unlock_irqrestore(&gdev->hw_lock, flags);
+	GRU_DSTAT(gdev, INV_ALL);
+	GRU_DSTAT(gdev, ASID_WRAPS);
+
+	for (i = 0; i < gdev->nctx; i++) {
+		struct gru_ctx *c = gdev->slots[i];
+
+		if (c && !gru_asid_current(gdev, c->gmm))
+			gru_asid_assign(gdev, c->gmm);
+	}
+}
+
+static u16 gru_asid_get(struct gru_dev *gdev, struct gru_mm *gmm)
+{
+	lockdep_assert_held(&gdev->ctx_mutex);
+	if (gru_asid_current(gdev, gmm))
+		return gmm->asid;
+	if (gdev->next_asid > gdev->max_asid)
+		gru_asid_wrap(gdev);
+	/* the wrap may already have given gmm one, if it was loaded */
+	if (!gru_asid_current(gdev, gmm))
+		gru_asid_assign(gdev, gmm);
+	return gmm->asid;
+}
+
+/* Stop user space from touching the window: its next access faults. */
+static void gru_ctx_zap(struct gru_ctx *ctx)
+{
+	unmap_mapping_range(&ctx->mapping, 0, GRU_WINDOW_SIZE, 1);
+}
+
+/**
+ * gru_ctx_status() - the window status of a context, loaded or not
+ * @ctx: the context; ctx_mutex held
+ *
+ * Return: GRU_ST_*.
+ */
+u64 gru_ctx_status(struct gru_ctx *ctx)
+{
+	if (ctx->slot < 0)
+		return ctx->saved.status;
+	return gru_ctx_rd(ctx->gdev, ctx->slot, GRU_CTX_STATUS);
+}
+
+/**
+ * gru_ctx_unload() - take a context off its hardware slot
+ * @ctx: the context; ctx_mutex held
+ * @save: keep the window state for a later reload (steal); false when
+ *	the context is going away
+ *
+ * The caller has made sure no instruction runs (a steal picks only idle
+ * contexts; release aborts first).
+ */
+void gru_ctx_unload(struct gru_ctx *ctx, bool save)
+{
+	struct gru_dev *gdev = ctx->gdev;
+	void __iomem *win;
+	int slot = ctx->slot;
+	int i;
+
+	lockdep_assert_held(&gdev->ctx_mutex);
+	if (slot < 0)
+		return;
+	gru_ctx_zap(ctx);
+	if (save && !gdev->gone) {
+		win = gru_win(gdev, slot);
+		for (i = 0; i < GRU_SAVED_WORDS; i++)
+			ctx->saved.words[i] = readq(win + 8 * i);
+		ctx->saved.status = gru_ctx_rd(gdev, slot, GRU_CTX_STATUS);
+		ctx->saved.error = gru_ctx_rd(gdev, slot, GRU_CTX_ERROR);
+		ctx->saved.result = gru_ctx_rd(gdev, slot, GRU_CTX_RESULT);
+		ctx->saved.exc_va = gru_ctx_rd(gdev, slot, GRU_CTX_EXC_VA);
+		ctx->saved.exc_info = gru_ctx_rd(gdev, slot, GRU_CTX_EXC_INFO);
+	}
+	if (!gdev->gone) {
+		gru_ctx_cmd(gdev, slot, GRU_CMD_RESET, 0);
+		gru_ctx_set_asid(gdev, slot, 0);
+	}
+	WRITE_ONCE(gdev->slots[slot], NULL);
+	/* no fault handler may still look at this slot's old owner */
+	gru_sync_fault_irqs(gdev);
+	WRITE_ONCE(ctx->slot, -1);
+}
+
+/* An idle context is one with no instruction running or stalled. */
+static bool gru_slot_idle(struct gru_dev *gdev, int slot)
+{
+	u64 st = gru_ctx_rd(gdev, slot, GRU_CTX_STATUS);
+
+	if (st == GRU_ST_BUSY || st == GRU_ST_CALLOS)
+		return false;
+	if (gru_fault_pending(gdev) & BIT_ULL(slot))
+		return false;
+	return !test_bit(slot, &gdev->claimed);
+}
+
+static int gru_find_slot(struct gru_dev *gdev)
+{
+	int i, n;
+
+	for (i = 0; i < gdev->nctx; i++)
+		if (!gdev->slots[i])
+			return i;
+
+	for (n = 0; n < gdev->nctx; n++) {
+		struct gru_ctx *victim;
+
+		i = gdev->steal_hand;
+		gdev->steal_hand = (gdev->steal_hand + 1) % gdev->nctx;
+		victim = gdev->slots[i];
+		/*
+		 * Zap first, then check: once the window PTE is gone the owner
+		 * cannot ring the doorbell, so an idle slot stays idle.  If it
+		 * is busy, its next window access simply refaults the PTE in.
+		 */
+		gru_ctx_zap(victim);
+		if (!gru_slot_idle(gdev, i))
+			continue;
+		gru_ctx_unload(victim, true);
+		GRU_CSTAT(victim, STEALS);
+		GRU_DSTAT(gdev, STEALS);
+		return i;
+	}
+	return -EBUSY;
+}
+
+/**
+ * gru_ctx_load() - give a context a hardware slot
+ * @ctx: the context; ctx_mutex held
+ *
+ * Return: 0, -EBUSY if every slot runs an instruction, -ENODEV.
+ */
+int gru_ctx_load(struct gru_ctx *ctx)
+{
+	struct gru_dev *gdev = ctx->gdev;
+	void __iomem *win;
+	u16 asid;
+	int slot, i;
+
+	lockdep_assert_held(&gdev->ctx_mutex);
+	if (gdev->gone)
+		return -ENODEV;
+	if (ctx->slot >= 0)
+		return 0;
+	slot = gru_find_slot(gdev);
+	if (slot < 0)
+		return slot;
+
+	gru_ctx_cmd(gdev, slot, GRU_CMD_RESET, 0);
+	win = gru_win(gdev, slot);
+	for (i = 0; i < GRU_SAVED_WORDS; i++)
+		writeq(ctx->saved.words[i], win + 8 * i);
+	gru_ctx_wr(gdev, slot, GRU_CTX_STATUS, ctx->saved.status);
+	gru_ctx_wr(gdev, slot, GRU_CTX_ERROR, ctx->saved.error);
+	gru_ctx_wr(gdev, slot, GRU_CTX_RESULT, ctx->saved.result);
+	gru_ctx_wr(gdev, slot, GRU_CTX_EXC_VA, ctx->saved.exc_va);
+	gru_ctx_wr(gdev, slot, GRU_CTX_EXC_INFO, ctx->saved.exc_info);
+	gru_ctx_wr(gdev, slot, GRU_CTX_VECTOR,
+		   GRU_VEC_FAULT0 + slot % (gdev->nvec - GRU_VEC_FAULT0));
+
+	WRITE_ONCE(gdev->slots[slot], ctx);
+	WRITE_ONCE(ctx->slot, slot);
+	asid = gru_asid_get(gdev, ctx->gmm);
+	gru_ctx_set_asid(gdev, slot, asid);
+	GRU_CSTAT(ctx, LOADS);
+	GRU_DSTAT(gdev, LOADS);
+	return 0;
+}
+
+/**
+ * gru_ctx_abort() - fail whatever the context runs (status ERROR/ABORTED)
+ * @ctx: the context; ctx_mutex held
+ */
+void gru_ctx_abort(struct gru_ctx *ctx)
+{
+	struct gru_dev *gdev = ctx->gdev;
+
+	lockdep_assert_held(&gdev->ctx_mutex);
+	if (ctx->slot >= 0 && !gdev->gone) {
+		gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_ABORT, 0);
+	} else if (ctx->saved.status == GRU_ST_BUSY ||
+		   ctx->saved.status == GRU_ST_CALLOS) {
+		ctx->saved.status = GRU_ST_ERROR;
+		ctx->saved.error = GRU_ERR_ABORTED;
+	}
+}

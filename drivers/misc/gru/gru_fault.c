@@ -1,0 +1,540 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * TLB-miss service: the hard-IRQ fast path, the worker, call-OS.
+ *
+ * Fast path: the fault interrupt handler walks the context's mm without
+ * locks or page references, like GUP-fast, and drops the translation in
+ * under the race protocol of gru_notifier.c.  What it cannot fill (not
+ * present, COW, clean PTE for a write, an invalidation in flight) goes to
+ * the worker, which faults the page in with fixup_user_fault() and runs
+ * the same walk + protocol, or, in call-OS mode, to user space.
+ */
+#include <linux/interrupt.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/log2.h>
+#include "gru.h"
+#include "gru_hw.h"
+#include "gru_compat.h"
+#include "gru_trace.h"
+
+/* One translation found by the walk. */
+struct gru_xlate {
+	u64 va;		/* aligned to the entry size */
+	u64 pa;
+	u64 attr;	/* GRU_ATTR_* */
+};
+
+enum gru_fill_result {
+	GRU_FILL_OK,		/* installed */
+	GRU_FILL_MISS,		/* the walk can't fill it: fault it in */
+	GRU_FILL_RACE,		/* an invalidation raced: walk again */
+	GRU_FILL_DEAD,		/* the mm is gone */
+	GRU_FILL_BAD,		/* the device refused the entry */
+};
+
+/* Size class and permissions of a leaf; false if it cannot be dropped in. */
+static bool gru_leaf_attr(bool present_user, bool writable, bool dirty,
+			  bool write, u64 size, u64 *attr)
+{
+	if (!present_user)
+		return false;
+	/*
+	 * A device write must leave the page dirty in the primary MMU's
+	 * eyes: only a writable PTE that is already dirty may carry write
+	 * permission.  A clean one goes to the slow path, which dirties it.
+	 */
+	if (write && !(writable && dirty))
+		return false;
+	*attr = size | GRU_ATTR_READ;
+	if (writable && dirty)
+		*attr |= GRU_ATTR_WRITE;
+	return true;
+}
+
+#if GRU_HAVE_IRQ_WALK
+/*
+ * Lockless walk of @mm for @va, IRQs off.  Each level is read once into a
+ * local and never re-read through the table pointer except to check that
+ * the PMD did not change under the PTE read (khugepaged retraction).
+ * Page-table pages cannot be freed under us: they go through RCU
+ * (MMU_GATHER_RCU_TABLE_FREE, pte_free_defer) and IRQs off holds the grace
+ * period off.  No reference is taken on any page.
+ *
+ * Fills @x[0] for @va and up to @nmax - 1 following present 4 KiB
+ * neighbours in the same PTE table.  Returns the number filled.
+ */
+static int gru_walk(struct mm_struct *mm, u64 va, bool write,
+		    struct gru_xlate *x, int nmax)
+{
+	pgd_t *pgdp, pgd;
+	p4d_t *p4dp, p4d;
+	pud_t *pudp, pud;
+	pmd_t *pmdp, pmd;
+	pte_t *ptep, pte;
+	unsigned long pfn;
+	int n;
+
+	lockdep_assert_irqs_disabled();
+
+	pgdp = pgd_offset(mm, va);
+	pgd = READ_ONCE(*pgdp);
+	if (pgd_none(pgd) || !pgd_present(pgd))
+		return 0;
+	p4dp = p4d_offset(&pgd, va);
+	p4d = READ_ONCE(*p4dp);
+	if (p4d_none(p4d) || !p4d_present(p4d))
+		return 0;
+	pudp = pud_offset(&p4d, va);
+	pud = READ_ONCE(*pudp);
+	if (pud_none(pud) || !pud_present(pud))
+		return 0;
+	if (pud_leaf(pud)) {
+		if (pud_devmap(pud) || gru_pud_special(pud))
+			return 0;
+		pfn = pud_pfn(pud);
+		if (!pfn_valid(pfn) ||
+		    !gru_leaf_attr(pud_access_permitted(pud, false),
+				   pud_write(pud), pud_dirty(pud), write,
+				   GRU_ATTR_SIZE_1G, &x->attr))
+			return 0;
+		x->va = va & PUD_MASK;
+		x->pa = (u64)pfn << PAGE_SHIFT;
+		return 1;
+	}
+
+	pmdp = pmd_offset(&pud, va);
+	pmd = gru_pmdp_get_lockless(pmdp);
+	if (pmd_none(pmd) || !pmd_present(pmd))
+		return 0;
+	if (pmd_leaf(pmd)) {
+		/* THP and hugetlb 2M alike; split/migration: not permitted */
+		if (pmd_devmap(pmd) || gru_pmd_special(pmd))
+			return 0;
+		pfn = pmd_pfn(pmd);
+		if (!pfn_valid(pfn) ||
+		    !gru_leaf_attr(pmd_access_permitted(pmd, false),
+				   pmd_write(pmd), pmd_dirty(pmd), write,
+				   GRU_ATTR_SIZE_2M, &x->attr))
+			return 0;
+		x->va = va & PMD_MASK;
+		x->pa = (u64)pfn << PAGE_SHIFT;
+		return 1;
+	}
+
+	ptep = gru_pte_offset_lockless(&pmd, va);
+	for (n = 0; n < nmax; n++, ptep++, va += PAGE_SIZE) {
+		if (n && !(va & ~PMD_MASK))
+			break;		/* the next PTE table */
+		pte = gru_ptep_get_lockless(ptep);
+		if (pte_special(pte) || pte_devmap(pte))
+			break;
+		pfn = pte_pfn(pte);
+		if (!pfn_valid(pfn) ||
+		    !gru_leaf_attr(pte_access_permitted(pte, false),
+				   pte_write(pte), pte_dirty(pte), n ? false : write,
+				   GRU_ATTR_SIZE_4K, &x[n].attr))
+			break;
+		x[n].va = va & PAGE_MASK;
+		x[n].pa = (u64)pfn << PAGE_SHIFT;
+	}
+	/* the table we read may have been retracted meanwhile */
+	if (n && pmd_val(pmd) != pmd_val(gru_pmdp_get_lockless(pmdp)))
+		return 0;
+	return n;
+}
+#else
+static int gru_walk(struct mm_struct *mm, u64 va, bool write,
+		    struct gru_xlate *x, int nmax)
+{
+	return 0;
+}
+#endif
+
+/*
+ * One attempt of the race protocol: sample, walk, check, drop in.
+ * IRQs must be off (hard IRQ, or the caller's local_irq_save).
+ */
+static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
+					 bool write, int path, int *extra)
+{
+	struct gru_xlate x[GRU_BATCH_MAX];
+	struct gru_dev *gdev = ctx->gdev;
+	struct gru_mm *gmm = ctx->gmm;
+	enum gru_fill_result ret;
+	unsigned long seq;
+	u64 gen, res = GRU_DI_INSTALLED;
+	int n, i, nmax;
+
+	lockdep_assert_irqs_disabled();
+	nmax = clamp_t(u32, READ_ONCE(ctx->opts.batch), 1, GRU_BATCH_MAX);
+
+	spin_lock(&gmm->lock);
+	if (gmm->released || ctx->dead) {
+		spin_unlock(&gmm->lock);
+		return GRU_FILL_DEAD;
+	}
+	if (gmm->inflight && !gru_no_seq_check) {
+		spin_unlock(&gmm->lock);
+		return GRU_FILL_RACE;
+	}
+	seq = gmm->seq;
+	spin_unlock(&gmm->lock);
+
+	/* generation first: anything invalidated after this is newer */
+	gen = gru_hw_inv_gen(gdev);
+	n = gru_walk(ctx->mm, va, write, x, nmax);
+	if (!n)
+		return GRU_FILL_MISS;
+
+	spin_lock(&gmm->lock);
+	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != seq)) {
+		spin_unlock(&gmm->lock);
+		return GRU_FILL_RACE;
+	}
+	spin_lock(&gdev->hw_lock);
+	/* an ASID wrap (under hw_lock) may have retired gmm->asid */
+	if (gdev->gone || !gru_asid_current(gdev, gmm)) {
+		ret = GRU_FILL_RACE;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		res = gru_hw_dropin_locked(gdev, gmm->asid, x[i].va, x[i].pa,
+					   x[i].attr, gen);
+		trace_gru_dropin(gmm->asid, x[i].va, x[i].pa, x[i].attr, gen,
+				 res, path);
+		if (res != GRU_DI_INSTALLED)
+			break;
+	}
+	if (res == GRU_DI_STALE) {
+		GRU_CSTAT(ctx, IGNORED);
+		GRU_DSTAT(gdev, IGNORED);
+	}
+	if (i == 0)
+		ret = res == GRU_DI_STALE ? GRU_FILL_RACE : GRU_FILL_BAD;
+	else
+		ret = GRU_FILL_OK;
+	*extra = i ? i - 1 : 0;
+out:
+	spin_unlock(&gdev->hw_lock);
+	spin_unlock(&gmm->lock);
+	return ret;
+}
+
+static void gru_count_retry(struct gru_ctx *ctx)
+{
+	GRU_CSTAT(ctx, RETRIES);
+	GRU_DSTAT(ctx->gdev, RETRIES);
+}
+
+static void gru_count_fill(struct gru_ctx *ctx, int path, int extra)
+{
+	struct gru_dev *gdev = ctx->gdev;
+
+	switch (path) {
+	case GRU_PATH_IRQ:
+		GRU_CSTAT(ctx, FILL_IRQ);
+		GRU_DSTAT(gdev, FILL_IRQ);
+		break;
+	case GRU_PATH_WORKER:
+		GRU_CSTAT(ctx, FILL_WORKER);
+		GRU_DSTAT(gdev, FILL_WORKER);
+		break;
+	default:
+		GRU_CSTAT(ctx, FILL_CALLOS);
+		GRU_DSTAT(gdev, FILL_CALLOS);
+		break;
+	}
+	if (extra) {
+		atomic64_add(extra, &ctx->stat[GRU_CS_FILL_BATCH]);
+		atomic64_add(extra, &gdev->stat[GRU_DS_FILL_BATCH]);
+	}
+}
+
+/**
+ * gru_account_service() - record the device's miss service time
+ * @ctx: the context whose miss was just answered
+ * @slot: its slot, which the command was written to
+ */
+void gru_account_service(struct gru_ctx *ctx, int slot)
+{
+	u64 ns = gru_ctx_rd(ctx->gdev, slot, GRU_CTX_SERVICE_NS);
+	unsigned int b = ns ? min_t(unsigned int, ilog2(ns),
+				    GRU_HIST_BUCKETS - 1) : 0;
+
+	WRITE_ONCE(ctx->last_service_ns, ns);
+	atomic64_inc(&ctx->gdev->hist[b]);
+}
+
+static void gru_fail(struct gru_ctx *ctx, int slot, u32 err)
+{
+	gru_ctx_cmd(ctx->gdev, slot, GRU_CMD_FAIL, err);
+	GRU_CSTAT(ctx, ERRORS);
+	GRU_DSTAT(ctx->gdev, ERRORS);
+	gru_account_service(ctx, slot);
+}
+
+/* Hard IRQ: answer the miss of one slot. */
+static void gru_service_slot(struct gru_dev *gdev, int slot)
+{
+	struct gru_fault_rec rec;
+	struct gru_ctx *ctx;
+	bool write;
+	u32 flags, mode;
+	int i, extra = 0;
+
+	gru_ctx_fault_rec(gdev, slot, &rec);
+	if (!(rec.info & GRU_FAULT_VALID)) {
+		GRU_DSTAT(gdev, SPURIOUS);
+		return;
+	}
+	ctx = READ_ONCE(gdev->slots[slot]);
+	if (!ctx) {
+		/* a slot being torn down: nobody to resume for */
+		gru_ctx_cmd(gdev, slot, GRU_CMD_FAIL, GRU_ERR_NO_CONTEXT);
+		return;
+	}
+	write = rec.info & GRU_FAULT_WRITE;
+	trace_gru_fault(slot, ctx->id, rec.va, rec.info);
+	GRU_CSTAT(ctx, FAULTS);
+	GRU_DSTAT(gdev, FAULTS);
+	flags = READ_ONCE(ctx->opts.flags);
+	mode = READ_ONCE(ctx->opts.fill_mode);
+
+	if (flags & GRU_OPT_NULL_FILL) {
+		/* benchmark floor: the interrupt round trip, no walk */
+		gru_ctx_cmd(gdev, slot, GRU_CMD_FAIL, GRU_ERR_FAULT);
+		GRU_CSTAT(ctx, FILL_NULL);
+		GRU_DSTAT(gdev, FILL_NULL);
+		gru_account_service(ctx, slot);
+		return;
+	}
+	if (rec.va >= TASK_SIZE_MAX) {
+		gru_fail(ctx, slot, GRU_ERR_KERNEL_ADDR);
+		return;
+	}
+	if (READ_ONCE(ctx->dead)) {
+		gru_fail(ctx, slot, GRU_ERR_ABORTED);
+		return;
+	}
+
+	if (gdev->fast_path && mode == GRU_FILL_IRQ) {
+		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
+			switch (gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
+					     &extra)) {
+			case GRU_FILL_OK:
+				gru_ctx_cmd(gdev, slot, GRU_CMD_RESUME, 0);
+				gru_count_fill(ctx, GRU_PATH_IRQ, extra);
+				gru_account_service(ctx, slot);
+				return;
+			case GRU_FILL_DEAD:
+				gru_fail(ctx, slot, GRU_ERR_ABORTED);
+				return;
+			case GRU_FILL_RACE:
+				gru_count_retry(ctx);
+				continue;
+			default:
+				break;
+			}
+			break;
+		}
+	}
+
+	ctx->pend_va = rec.va;
+	ctx->pend_info = rec.info;
+	if (flags & GRU_OPT_CALLOS) {
+		WRITE_ONCE(ctx->callos_pending, true);
+		gru_ctx_cmd(gdev, slot, GRU_CMD_CALLOS, GRU_ERR_NONE);
+		GRU_DSTAT(gdev, DEFER_CALLOS);
+	} else {
+		/* stays stalled; the worker resumes it */
+		gru_ctx_cmd(gdev, slot, GRU_CMD_ACK, 0);
+		queue_work(gdev->wq, &ctx->work);
+		GRU_DSTAT(gdev, DEFER_WORKER);
+	}
+}
+
+/**
+ * gru_fault_irq() - fault vector handler (hard IRQ, not threaded)
+ * @irq: the vector's IRQ
+ * @data: the gru_dev
+ *
+ * Every fault vector may see every pending bit; the claim bit makes one
+ * handler serve a slot.  A slot that misses again after our command raises
+ * a new interrupt, so skipping a claimed slot loses nothing.
+ */
+irqreturn_t gru_fault_irq(int irq, void *data)
+{
+	struct gru_dev *gdev = data;
+	unsigned long pending;
+	int slot;
+
+	pending = gru_fault_pending(gdev);
+	if (!pending)
+		return IRQ_NONE;
+	for_each_set_bit(slot, &pending, gdev->nctx) {
+		if (test_and_set_bit_lock(slot, &gdev->claimed))
+			continue;
+		gru_service_slot(gdev, slot);
+		clear_bit_unlock(slot, &gdev->claimed);
+	}
+	return IRQ_HANDLED;
+}
+
+/**
+ * gru_misc_irq() - vector 0: completions and errors; wakes GRU_IOC_WAIT
+ * @irq: the IRQ
+ * @data: the gru_dev
+ */
+irqreturn_t gru_misc_irq(int irq, void *data)
+{
+	struct gru_dev *gdev = data;
+	u64 cause, done;
+
+	cause = gru_rd(gdev, GRU_REG_IRQ_CAUSE);
+	done = gru_rd(gdev, GRU_REG_DONE_PENDING);
+	if (!cause && !done)
+		return IRQ_NONE;
+	gru_wr(gdev, GRU_REG_DONE_PENDING, done);
+	gru_wr(gdev, GRU_REG_IRQ_CAUSE, cause);
+	wake_up_all(&gdev->done_wq);
+	return IRQ_HANDLED;
+}
+
+/* The error a failed fault-in means, from the VMA that covers @va. */
+static u32 gru_vma_error(struct vm_area_struct *vma, bool write)
+{
+	if (!vma)
+		return GRU_ERR_UNMAPPED;
+	if (vma->vm_flags & (VM_IO | VM_PFNMAP))
+		return GRU_ERR_PROT;
+	if (write ? !(vma->vm_flags & VM_WRITE) :
+		    !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+		return GRU_ERR_PROT;
+	return GRU_ERR_NONE;
+}
+
+/**
+ * gru_resolve_fault() - process-context fill: fault in, then drop in
+ * @ctx: the context
+ * @va: the missing address
+ * @write: it is a write
+ * @path: GRU_PATH_WORKER or GRU_PATH_CALLOS, for the counters
+ *
+ * Runs in the context's mm or any other (kthread worker); takes mmap_lock,
+ * not ctx_mutex.  No page reference is held when it returns.
+ *
+ * Return: GRU_ERR_NONE once the translation is in the device, else the
+ * GRU_ERR_* to fail the instruction with.
+ */
+int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
+{
+	struct mm_struct *mm = ctx->mm;
+	struct gru_mm *gmm = ctx->gmm;
+	struct vm_area_struct *vma;
+	enum gru_fill_result r;
+	unsigned long flags;
+	bool unlocked;
+	int tries, ret, extra = 0;
+	u32 err;
+
+	if (va >= TASK_SIZE_MAX)
+		return GRU_ERR_KERNEL_ADDR;
+	if (!mmget_not_zero(mm))
+		return GRU_ERR_ABORTED;
+
+	for (tries = 0; tries < GRU_SLOW_RETRIES; tries++) {
+		if (fatal_signal_pending(current) && current->mm == mm) {
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
+		mmap_read_lock(mm);
+		vma = vma_lookup(mm, va);
+		err = gru_vma_error(vma, write);
+		if (err) {
+			mmap_read_unlock(mm);
+			goto out;
+		}
+		unlocked = false;
+		ret = fixup_user_fault(mm, va, write ? FAULT_FLAG_WRITE : 0,
+				       &unlocked);
+		mmap_read_unlock(mm);
+		if (ret == -EFAULT) {
+			/* the VMA may have changed if the lock was dropped */
+			if (unlocked)
+				continue;
+			err = GRU_ERR_PROT;
+			goto out;
+		}
+		if (ret == -ENOMEM) {
+			err = GRU_ERR_FAULT;
+			goto out;
+		}
+		if (ret) {	/* -EINTR/-EAGAIN: fatal signal */
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
+
+		local_irq_save(flags);
+		r = gru_try_fill(ctx, va, write, path, &extra);
+		local_irq_restore(flags);
+		if (r == GRU_FILL_OK) {
+			gru_count_fill(ctx, path, extra);
+			err = GRU_ERR_NONE;
+			goto out;
+		}
+		if (r == GRU_FILL_DEAD) {
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
+		if (r == GRU_FILL_BAD) {
+			err = GRU_ERR_FAULT;
+			goto out;
+		}
+		if (r == GRU_FILL_RACE) {
+			gru_count_retry(ctx);
+			/* let the invalidation finish before walking again */
+			wait_event_timeout(gmm->inv_wq,
+					   !READ_ONCE(gmm->inflight), HZ / 100);
+		}
+		/*
+		 * GRU_FILL_MISS after a successful fault-in: reclaim or
+		 * another thread changed the PTE meanwhile; fault it in again.
+		 */
+		cond_resched();
+	}
+	dev_warn_ratelimited(&ctx->gdev->pdev->dev,
+			     "va %llx: no stable translation after %d tries\n",
+			     va, tries);
+	err = GRU_ERR_FAULT;
+out:
+	mmput(mm);
+	return err;
+}
+
+/**
+ * gru_fault_work() - the slow path for misses the IRQ walk handed over
+ * @work: gru_ctx.work
+ */
+void gru_fault_work(struct work_struct *work)
+{
+	struct gru_ctx *ctx = container_of(work, struct gru_ctx, work);
+	struct gru_dev *gdev = ctx->gdev;
+	bool write = ctx->pend_info & GRU_FAULT_WRITE;
+	u32 err;
+
+	err = gru_resolve_fault(ctx, ctx->pend_va, write, GRU_PATH_WORKER);
+
+	/* the slot is stable: a stalled context is never stolen */
+	mutex_lock(&gdev->ctx_mutex);
+	if (ctx->slot >= 0 && !gdev->gone) {
+		if (err == GRU_ERR_NONE) {
+			gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_RESUME, 0);
+			gru_account_service(ctx, ctx->slot);
+		} else {
+			gru_fail(ctx, ctx->slot, err);
+		}
+	}
+	mutex_unlock(&gdev->ctx_mutex);
+}

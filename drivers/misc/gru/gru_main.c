@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * GRU-style external TLB: PCI probe/remove, MSI-X, the misc device, and
+ * module init/exit.
+ */
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/interrupt.h>
+#include <linux/idr.h>
+#include <linux/slab.h>
+#include <linux/cpumask.h>
+#include <linux/mmu_notifier.h>
+#include "gru.h"
+#include "gru_hw.h"
+#include "gru_compat.h"
+
+#define CREATE_TRACE_POINTS
+#include "gru_trace.h"
+
+static unsigned int max_asid = 0xffff;
+module_param(max_asid, uint, 0444);
+MODULE_PARM_DESC(max_asid,
+		 "test only: highest ASID before a generation wrap (default 0xffff)");
+
+bool gru_no_seq_check;
+module_param_named(no_seq_check, gru_no_seq_check, bool, 0644);
+MODULE_PARM_DESC(no_seq_check,
+		 "test only: disable the invalidate sequence check (breaks coherency)");
+
+static DEFINE_IDA(gru_ida);
+
+static void gru_dev_release(struct kref *ref)
+{
+	struct gru_dev *gdev = container_of(ref, struct gru_dev, ref);
+
+	ida_free(&gru_ida, gdev->index);
+	kfree(gdev);
+}
+
+/**
+ * gru_dev_put() - drop a reference on a device
+ * @gdev: the device; freed with the last reference
+ */
+void gru_dev_put(struct gru_dev *gdev)
+{
+	kref_put(&gdev->ref, gru_dev_release);
+}
+
+/**
+ * gru_sync_fault_irqs() - wait for running fault handlers to finish
+ * @gdev: the device
+ *
+ * After a slot was cleared, no handler can still be using its old owner.
+ */
+void gru_sync_fault_irqs(struct gru_dev *gdev)
+{
+	unsigned int i;
+
+	for (i = GRU_VEC_FAULT0; i < gdev->nvec; i++)
+		synchronize_irq(pci_irq_vector(gdev->pdev, i));
+}
+
+/*
+ * Point each CPU's entry at the fault vector whose affinity is that CPU,
+ * so an instruction with GRU_IF_CPU_HINT faults back to its issuer.
+ */
+static void gru_program_cpuvec(struct gru_dev *gdev)
+{
+	unsigned int nfault = gdev->nvec - GRU_VEC_FAULT0;
+	const struct cpumask *mask;
+	unsigned int cpu, i, vec;
+
+	for (cpu = 0; cpu < GRU_CPUVEC_ENTRIES; cpu++) {
+		vec = GRU_VEC_FAULT0 + cpu % nfault;
+		for (i = GRU_VEC_FAULT0; i < gdev->nvec; i++) {
+			mask = pci_irq_get_affinity(gdev->pdev, i);
+			if (mask && cpu < nr_cpu_ids &&
+			    cpumask_test_cpu(cpu, mask)) {
+				vec = i;
+				break;
+			}
+		}
+		gru_wr(gdev, GRU_REG_CPUVEC(cpu), vec);
+	}
+}
+
+static void gru_free_irqs(struct gru_dev *gdev, unsigned int n)
+{
+	while (n--)
+		free_irq(pci_irq_vector(gdev->pdev, n), gdev);
+}
+
+static int gru_setup_irqs(struct gru_dev *gdev)
+{
+	struct irq_affinity aff = { .pre_vectors = 1 };
+	struct pci_dev *pdev = gdev->pdev;
+	unsigned int want, i;
+	int nvec, ret;
+
+	/* vector 0 for completions, then one fault vector per CPU */
+	want = min(gdev->hw_vectors, 1 + num_possible_cpus());
+	nvec = pci_alloc_irq_vectors_affinity(pdev, 2, want,
+					      PCI_IRQ_MSIX | PCI_IRQ_AFFINITY,
+					      &aff);
+	if (nvec < 0) {
+		dev_err(&pdev->dev, "cannot allocate 2..%u MSI-X vectors: %d\n",
+			want, nvec);
+		return nvec;
+	}
+	for (i = 0; i < nvec; i++) {
+		ret = request_irq(pci_irq_vector(pdev, i),
+				  i == GRU_VEC_MISC ? gru_misc_irq :
+						      gru_fault_irq,
+				  0, gdev->name, gdev);
+		if (ret) {
+			dev_err(&pdev->dev, "request_irq vector %u: %d\n",
+				i, ret);
+			gru_free_irqs(gdev, i);
+			pci_free_irq_vectors(pdev);
+			return ret;
+		}
+	}
+	gdev->nvec = nvec;
+	gru_program_cpuvec(gdev);
+	return 0;
+}
+
+static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct gru_dev *gdev;
+	resource_size_t wlen;
+	u64 caps;
+	int ret;
+
+	gdev = kzalloc(sizeof(*gdev), GFP_KERNEL);
+	if (!gdev)
+		return -ENOMEM;
+	gdev->pdev = pdev;
+	kref_init(&gdev->ref);
+	spin_lock_init(&gdev->hw_lock);
+	mutex_init(&gdev->ctx_mutex);
+	INIT_LIST_HEAD(&gdev->ctxs);
+	init_waitqueue_head(&gdev->done_wq);
+	gru_mm_init_ops(gdev);
+	ret = ida_alloc(&gru_ida, GFP_KERNEL);
+	if (ret < 0) {
+		kfree(gdev);
+		return ret;
+	}
+	gdev->index = ret;
+	snprintf(gdev->name, sizeof(gdev->name), "gru_tlb:%s", pci_name(pdev));
+
+	ret = pci_enable_device(pdev);
+	if (ret)
+		goto err_put;
+	ret = pci_request_regions(pdev, GRU_DRV_NAME);
+	if (ret)
+		goto err_disable;
+	gdev->regs = pci_iomap(pdev, GRU_BAR_REGS, GRU_BAR0_SIZE);
+	if (!gdev->regs) {
+		ret = -ENOMEM;
+		goto err_regions;
+	}
+	if (gru_rd(gdev, GRU_REG_ID) != GRU_MAGIC) {
+		dev_err(&pdev->dev, "bad ID register %#llx (want %#x)\n",
+			gru_rd(gdev, GRU_REG_ID), GRU_MAGIC);
+		ret = -ENODEV;
+		goto err_unmap;
+	}
+	gdev->version = gru_rd(gdev, GRU_REG_VERSION);
+	caps = gru_rd(gdev, GRU_REG_CAPS);
+	gdev->nctx = min_t(unsigned int, GRU_CAPS_CONTEXTS(caps),
+			   GRU_MAX_CONTEXTS);
+	gdev->ways = GRU_CAPS_WAYS(caps);
+	gdev->sets = GRU_CAPS_SETS(caps);
+	gdev->hw_vectors = min_t(unsigned int, GRU_CAPS_VECTORS(caps),
+				 GRU_MAX_VECTORS);
+	if (!gdev->nctx || gdev->hw_vectors < 2) {
+		dev_err(&pdev->dev, "unusable geometry: caps %#llx\n", caps);
+		ret = -ENODEV;
+		goto err_unmap;
+	}
+	wlen = pci_resource_len(pdev, GRU_BAR_WINDOWS);
+	if (wlen < (resource_size_t)gdev->nctx * GRU_WINDOW_SIZE) {
+		dev_err(&pdev->dev, "BAR%d too small for %u windows\n",
+			GRU_BAR_WINDOWS, gdev->nctx);
+		ret = -ENODEV;
+		goto err_unmap;
+	}
+	gdev->win_phys = pci_resource_start(pdev, GRU_BAR_WINDOWS);
+	gdev->win = pci_iomap(pdev, GRU_BAR_WINDOWS,
+			      gdev->nctx * GRU_WINDOW_SIZE);
+	if (!gdev->win) {
+		ret = -ENOMEM;
+		goto err_unmap;
+	}
+	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret)
+		goto err_unmap_win;
+
+	/* ASIDs: 0 is invalid; the wrap needs room for every loaded slot */
+	gdev->max_asid = clamp_t(u32, max_asid, gdev->nctx + 1, 0xffff);
+	gdev->asid_gen = 1;
+	gdev->next_asid = 1;
+	gdev->fast_path = GRU_HAVE_IRQ_WALK;
+
+	gdev->wq = alloc_workqueue("gru_fault/%s", WQ_UNBOUND, 0,
+				   pci_name(pdev));
+	if (!gdev->wq) {
+		ret = -ENOMEM;
+		goto err_unmap_win;
+	}
+	pci_set_master(pdev);
+	ret = gru_setup_irqs(gdev);
+	if (ret)
+		goto err_wq;
+	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
+
+	if (gdev->index)
+		snprintf(gdev->misc_name, sizeof(gdev->misc_name), "gru%d",
+			 gdev->index);
+	else
+		strscpy(gdev->misc_name, "gru", sizeof(gdev->misc_name));
+	gdev->misc.minor = MISC_DYNAMIC_MINOR;
+	gdev->misc.name = gdev->misc_name;
+	gdev->misc.fops = &gru_fops;
+	gdev->misc.parent = &pdev->dev;
+	pci_set_drvdata(pdev, gdev);
+	gru_debugfs_add_dev(gdev);
+	ret = misc_register(&gdev->misc);
+	if (ret)
+		goto err_irqs;
+
+	dev_info(&pdev->dev,
+		 "GRU TLB v%x: %u contexts, %ux%u TLB, %u MSI-X vectors, /dev/%s, IRQ fast path %s\n",
+		 gdev->version, gdev->nctx, gdev->sets, gdev->ways, gdev->nvec,
+		 gdev->misc.name, gdev->fast_path ? "on" :
+		 "OFF (no MMU_GATHER_RCU_TABLE_FREE: all misses use the worker)");
+	return 0;
+
+err_irqs:
+	gru_debugfs_remove_dev(gdev);
+	gru_wr(gdev, GRU_REG_CTRL, 0);
+	gru_free_irqs(gdev, gdev->nvec);
+	gdev->nvec = 0;
+	pci_free_irq_vectors(pdev);
+err_wq:
+	pci_clear_master(pdev);
+	destroy_workqueue(gdev->wq);
+err_unmap_win:
+	pci_iounmap(pdev, gdev->win);
+err_unmap:
+	pci_iounmap(pdev, gdev->regs);
+err_regions:
+	pci_release_regions(pdev);
+err_disable:
+	pci_disable_device(pdev);
+err_put:
+	gru_dev_put(gdev);
+	return ret;
+}
+
+/*
+ * Files may still be open: their contexts are aborted and unloaded, every
+ * later use sees gdev->gone, and the gru_dev lives on until the last file
+ * and gru_mm let go of it.
+ */
+static void gru_remove(struct pci_dev *pdev)
+{
+	struct gru_dev *gdev = pci_get_drvdata(pdev);
+	struct gru_ctx *ctx;
+	unsigned long flags;
+
+	misc_deregister(&gdev->misc);
+	gru_debugfs_remove_dev(gdev);
+
+	mutex_lock(&gdev->ctx_mutex);
+	list_for_each_entry(ctx, &gdev->ctxs, dev_node) {
+		spin_lock_irqsave(&ctx->gmm->lock, flags);
+		ctx->dead = true;
+		spin_unlock_irqrestore(&ctx->gmm->lock, flags);
+		gru_ctx_abort(ctx);
+		gru_ctx_unload(ctx, false);
+	}
+	gru_wr(gdev, GRU_REG_CTRL, 0);
+	gru_free_irqs(gdev, gdev->nvec);
+	gdev->nvec = 0;
+	pci_free_irq_vectors(pdev);
+	spin_lock_irqsave(&gdev->hw_lock, flags);
+	gdev->gone = true;
+	spin_unlock_irqrestore(&gdev->hw_lock, flags);
+	mutex_unlock(&gdev->ctx_mutex);
+
+	/* queued misses find no slot and do nothing */
+	destroy_workqueue(gdev->wq);
+	pci_clear_master(pdev);
+	pci_iounmap(pdev, gdev->win);
+	pci_iounmap(pdev, gdev->regs);
+	pci_release_regions(pdev);
+	pci_disable_device(pdev);
+	gru_dev_put(gdev);
+}
+
+static const struct pci_device_id gru_pci_ids[] = {
+	{ PCI_DEVICE(GRU_PCI_VENDOR_ID, GRU_PCI_DEVICE_ID) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, gru_pci_ids);
+
+static struct pci_driver gru_pci_driver = {
+	.name		= GRU_DRV_NAME,
+	.id_table	= gru_pci_ids,
+	.probe		= gru_probe,
+	.remove		= gru_remove,
+};
+
+static int __init gru_init(void)
+{
+	int ret;
+
+	gru_debugfs_init();
+	ret = pci_register_driver(&gru_pci_driver);
+	if (ret)
+		gru_debugfs_exit();
+	return ret;
+}
+
+static void __exit gru_exit(void)
+{
+	pci_unregister_driver(&gru_pci_driver);
+	/* free_notifier callbacks still queued run module code */
+	mmu_notifier_synchronize();
+	gru_debugfs_exit();
+}
+
+module_init(gru_init);
+module_exit(gru_exit);
+
+MODULE_DESCRIPTION("GRU-style external TLB: IRQ-context TLB fill without pins");
+MODULE_LICENSE("GPL");
