@@ -41,10 +41,11 @@ OBJECT_DECLARE_SIMPLE_TYPE(GruState, GRU_TLB)
 #define GRU_NR_STATS        ((GRU_REG_STAT_END - GRU_REG_STAT_HITS) / 8)
 #define GRU_STAT(reg)       (((reg) - GRU_REG_STAT_HITS) / 8)
 #define GRU_PAGE            4096ULL
-#define GRU_ATTR_VALID_MASK (GRU_ATTR_SIZE_MASK | GRU_ATTR_READ | GRU_ATTR_WRITE)
-#define GRU_OP_8BYTE(opc)   ((opc) == GRU_OPC_LOAD || (opc) == GRU_OPC_STORE || \
-                             (opc) == GRU_OPC_FADD || (opc) == GRU_OPC_SWAP || \
-                             (opc) == GRU_OPC_CAS)
+#define GRU_ATTR_VALID_MASK \
+    (GRU_ATTR_SIZE_MASK | GRU_ATTR_READ | GRU_ATTR_WRITE)
+#define GRU_OP_8BYTE(opc) \
+    ((opc) == GRU_OPC_LOAD || (opc) == GRU_OPC_STORE || \
+     (opc) == GRU_OPC_FADD || (opc) == GRU_OPC_SWAP || (opc) == GRU_OPC_CAS)
 
 typedef struct GruTlbEntry {
     uint64_t va;            /* aligned to the entry size */
@@ -527,7 +528,8 @@ static void gru_step(GruState *s, GruCtx *c)
         if (c->progress < c->len) {
             dst = c->addr + c->progress;
             src = c->src + c->progress;
-            chunk = MIN(c->len - c->progress, GRU_PAGE - (dst & (GRU_PAGE - 1)));
+            chunk = MIN(c->len - c->progress,
+                        GRU_PAGE - (dst & (GRU_PAGE - 1)));
             if (opc == GRU_OPC_BCOPY) {
                 chunk = MIN(chunk, GRU_PAGE - (src & (GRU_PAGE - 1)));
                 if (!gru_translate(s, c, src, false, true, &spa)) {

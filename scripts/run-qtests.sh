@@ -23,18 +23,34 @@ if [ ! -x "$TEST" ]; then
 fi
 
 echo "run-qtests: running $TEST" >&2
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-# A hung QEMU must not hang CI: the whole suite runs in well under a minute.
-QTEST_QEMU_BINARY=$QEMU timeout -k 10 300 "$TEST" --tap -k 2>&1 | tee "$out"
-rc=${PIPESTATUS[0]}
-
-passed=$(grep -cE '^ok ' "$out")
-failed=$(grep -cE '^not ok ' "$out")
-if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-	# Crashed or timed out between tests: count that as a failure.
-	echo "not ok - gru-test exited with status $rc"
-	failed=$((failed + 1))
+export QTEST_QEMU_BINARY=$QEMU
+mapfile -t paths < <("$TEST" -l | grep '^/')
+if [ ${#paths[@]} -eq 0 ]; then
+	echo "run-qtests: ERROR: $TEST lists no tests" >&2
+	echo "0 passed, 0 failed"
+	exit 1
 fi
+
+# One process per test: a failed g_assert aborts its process, and must not
+# hide the results of the tests after it.
+echo "1..${#paths[@]}"
+passed=0
+failed=0
+i=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for p in "${paths[@]}"; do
+	i=$((i + 1))
+	# A hung QEMU must not hang CI; each test takes well under a second.
+	if timeout -k 5 120 "$TEST" --tap -p "$p" >"$log" 2>&1 &&
+	   grep -q "^ok 1 $p\$" "$log"; then
+		echo "ok $i $p"
+		passed=$((passed + 1))
+	else
+		echo "not ok $i $p"
+		grep -v '^# starting QEMU' "$log" | sed 's/^/# /'
+		failed=$((failed + 1))
+	fi
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -64,7 +64,8 @@ static Gru *gru_start(const char *props)
 {
     Gru *g = g_new0(Gru, 1);
 
-    g->qs = qtest_pc_boot("-M q35 -m 256M -device gru-tlb,id=gru0,addr=%02x.0%s%s",
+    g->qs = qtest_pc_boot("-M q35 -m 256M "
+                          "-device gru-tlb,id=gru0,addr=%02x.0%s%s",
                           GRU_SLOT, *props ? "," : "", props);
     g->qts = g->qs->qts;
     g->msi = guest_alloc(&g->qs->alloc, 4 * GRU_MAX_VECTORS);
