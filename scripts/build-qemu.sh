@@ -65,8 +65,20 @@ fetch_src() {
 	mv "$SRC_ROOT.tmp" "$SRC_ROOT"
 }
 
+setup_done=
+host_setup() {
+	[ -n "$setup_done" ] && return 0
+	setup_done=1
+	if [ "$(id -u)" = 0 ]; then
+		log "checking host packages (scripts/setup-host.sh)"
+		"$REPO/scripts/setup-host.sh" >&2 ||
+			die "scripts/setup-host.sh failed; fix apt and rerun"
+	fi
+}
+
 SRC=$(find_src || true)
 if [ -z "$SRC" ]; then
+	host_setup
 	fetch_src
 	SRC=$(find_src) || die "apt-get source qemu left no source tree in $SRC_ROOT"
 fi
@@ -89,6 +101,7 @@ if [ -x "$OUT/qemu-system-x86_64" ] && [ -x "$OUT/gru-test" ]; then
 	exit 0
 fi
 
+host_setup
 for t in ninja meson pkg-config python3 cc; do
 	command -v $t >/dev/null || die "$t is missing: run scripts/setup-host.sh"
 done
@@ -127,6 +140,19 @@ if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$BUILD/.gru-configured" 2>/dev/nul
 	(cd "$BUILD" && "$SRC/configure" "${CONFIGURE_ARGS[@]}" >&2) ||
 		die "configure failed; see the output above (missing -dev packages? run scripts/setup-host.sh)"
 	echo "$cfg_stamp" >"$BUILD/.gru-configured"
+fi
+
+# ninja decides by mtime, and the symlinks may now point into another clone
+# whose files are older than our objects.  The cache missed, so the inputs
+# did change: drop everything built from them.
+rm -f "$BUILD"/trace/trace-hw_gru.[ch] \
+	"$BUILD"/libqemuutil.a.p/meson-generated_.._trace_trace-hw_gru.c.o \
+	"$BUILD"/libcommon.fa.p/hw_gru_*.o \
+	"$BUILD"/tests/qtest/gru-test.p/*.o
+meson_key=$(cat "$REPO/qemu-hw/meson.build" "$REPO/qemu-hw/Kconfig" | sha256sum | cut -c1-16)
+if [ "$(cat "$BUILD/.gru-meson" 2>/dev/null)" != "$meson_key" ]; then
+	touch "$SRC/meson.build"	# makes ninja re-run meson and Kconfig
+	echo "$meson_key" >"$BUILD/.gru-meson"
 fi
 
 log "building with ninja -j$JOBS (cold: several minutes)"
