@@ -128,9 +128,15 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		if (n && !(va & ~PMD_MASK))
 			break;		/* the next PTE table */
 		pte = gru_ptep_get_lockless(ptep);
-		if (pte_special(pte) || pte_devmap(pte))
-			break;
 		pfn = pte_pfn(pte);
+		/*
+		 * Special PTEs are PFN maps (no struct page to speak of) with
+		 * one exception: the shared zero page of a read fault on
+		 * untouched anonymous memory, which is fine to read from.
+		 */
+		if (pte_devmap(pte) ||
+		    (pte_special(pte) && !is_zero_pfn(pfn)))
+			break;
 		if (!pfn_valid(pfn) ||
 		    !gru_leaf_attr(pte_access_permitted(pte, false),
 				   pte_write(pte), pte_dirty(pte), n ? false : write,
