@@ -223,25 +223,35 @@ static void asid_child(uint64_t *va, uint64_t val, int wfd, bool wait_go, int rf
 TEST_F_TIMEOUT(iso, reused_asid_sees_no_old_translations, 300)
 {
 	long long max_asid = gru_param("max_asid");
-	int rounds, reused = 0, bad = 0, fds[2];
+	int rounds, reused = 0, bad = 0, fds[2], go[2], status;
 	uint32_t first_owner[65536] = { 0 };
+	struct gru_info info;
 
 	if (max_asid < 1 || max_asid > 64)
 		SKIP(return, "max_asid is %lld: boot with gru_tlb.max_asid=8 to force reuse",
 		     max_asid);
+	/* the driver keeps at least one ASID per hardware context */
+	ASSERT_EQ(0, gru_info(&self->ctx, &info));
+	if (max_asid < info.hw_contexts + 1)
+		max_asid = info.hw_contexts + 1;
 	rounds = 3 * (int)max_asid + 4;
 	ASSERT_EQ(0, pipe(fds));
+	ASSERT_EQ(0, pipe(go));
+	/*
+	 * Every child stays alive with its translations in place, so ASIDs
+	 * are taken from live owners (the generation wrap), not just
+	 * recycled from exited ones whose release already flushed them.
+	 */
 	for (int k = 0; k < rounds; k++) {
 		struct asid_report rep;
-		int status;
 		pid_t pid = fork();
 
 		ASSERT_GE(pid, 0);
-		if (pid == 0)
-			asid_child(self->buf, 0x1000 * (k + 1), fds[1], false, -1);
+		if (pid == 0) {
+			close(go[1]);
+			asid_child(self->buf, 0x1000 * (k + 1), fds[1], true, go[0]);
+		}
 		ASSERT_EQ(sizeof(rep), read(fds[0], &rep, sizeof(rep)));
-		ASSERT_EQ(pid, waitpid(pid, &status, 0));
-		ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		ASSERT_NE(0, rep.asid);
 		ASSERT_LE(rep.asid, max_asid);
 		if (first_owner[rep.asid]) {
@@ -253,6 +263,11 @@ TEST_F_TIMEOUT(iso, reused_asid_sees_no_old_translations, 300)
 			EXPECT_EQ(0, rep.hit_before);
 			EXPECT_TRUE(rep.ok);
 		}
+	}
+	close(go[1]);
+	for (int k = 0; k < rounds; k++) {
+		ASSERT_GT(wait(&status), 0);
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	EXPECT_GT(reused, 0);
 	EXPECT_EQ(0, bad);
