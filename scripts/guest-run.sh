@@ -8,9 +8,11 @@
 #   --kernel NAME       guest kernel series: 6.1 (default) or 6.12 (Debian
 #                       images, scripts/guest-kernel.sh); or set KIMAGE and
 #                       KMODROOT (and KVER) in the environment for another one
-#   --smp N             vCPUs (default 4, multi-threaded TCG)
+#   --smp N             vCPUs (default 4, multi-threaded TCG; 1 with --icount)
 #   --icount N          -icount shift=N,sleep=off (deterministic timing;
-#                       QEMU then runs all vCPUs on one thread)
+#                       QEMU then runs all vCPUs on one thread).  Implies
+#                       --smp 1: with more vCPUs the 6.1 guest hangs while
+#                       bringing up its secondary CPUs (seen with shift 0 and 4)
 #   --numa N            N NUMA nodes, memory and vCPUs split evenly
 #   --mem SIZE          guest RAM (default 2G)
 #   --devices N         number of -device gru-tlb (default 1; 0 for none)
@@ -50,7 +52,7 @@ cache=${GRU_CACHE:-/var/cache/gru-build}
 die() { echo "guest-run: error: $*" >&2; exit 2; }
 log() { echo "guest-run: $*" >&2; }
 
-series=6.1 smp=4 icount= numa=0 mem=2G devices=1 devopts= hugepages=0
+series=6.1 smp= icount= numa=0 mem=2G devices=1 devopts= hugepages=0
 module=auto append= timeout=600 results= notests_ok=0 quiet=0
 cmds=()
 labels=()
@@ -79,6 +81,11 @@ while [ $# -gt 0 ]; do
 	*) cmds+=("$1"); shift ;;
 	esac
 done
+if [ -z "$smp" ]; then
+	if [ -n "$icount" ]; then smp=1; else smp=4; fi
+elif [ -n "$icount" ] && [ "$smp" != 1 ]; then
+	log "warning: --icount with --smp $smp: the guest tends to hang bringing up secondary CPUs"
+fi
 for v in smp numa devices timeout; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "--$v needs a number, got '${!v}'"
 done
@@ -131,7 +138,7 @@ echo "${#cmds[@]}" >"$runroot/gru/ncmds"
 } >"$runroot/initrd.img"
 
 # --- QEMU command line ----------------------------------------------------
-kargs="console=ttyS0,115200 panic=-1 loglevel=6 rdinit=/init"
+kargs="console=ttyS0,115200 panic=-1 loglevel=7 rdinit=/init"
 # TCG on a shared 2-core host can starve a vCPU for seconds; keep the
 # stall detectors on, but past the point where host load alone trips them.
 kargs="$kargs rcupdate.rcu_cpu_stall_timeout=60 watchdog_thresh=30"
