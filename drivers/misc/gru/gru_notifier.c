@@ -72,12 +72,19 @@ static int gru_mn_invalidate_range_start(struct mmu_notifier *mn,
 	return 0;
 }
 
+static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
+				 unsigned long start, unsigned long end);
+
 static void gru_mn_invalidate_range_end(struct mmu_notifier *mn,
 					const struct mmu_notifier_range *range)
 {
 	struct gru_mm *gmm = to_gmm(mn);
 	unsigned long flags;
 	bool wake;
+
+	/* the PTEs have changed: see gru_mn_secondary_tlb() */
+	if (GRU_INV_AT_END)
+		gru_mn_secondary_tlb(mn, range->mm, range->start, range->end);
 
 	spin_lock_irqsave(&gmm->lock, flags);
 	if (!WARN_ON_ONCE(gmm->inflight <= 0))
@@ -89,10 +96,12 @@ static void gru_mn_invalidate_range_end(struct mmu_notifier *mn,
 }
 
 /*
- * Called after the PTE changed (under the page-table lock).  It makes the
- * device's generation check a complete barrier on its own: a walk that saw
- * the old PTE read INV_GEN before this invalidation, so its drop-in either
- * lands before it (and is removed) or is refused as stale.
+ * Called after the PTE changed: as invalidate_range (6.1, from the PTE
+ * clear-and-flush and from invalidate_range_end) or from our own
+ * invalidate_range_end (6.6+, GRU_INV_AT_END).  It makes the device's
+ * generation check a complete barrier on its own: a walk that saw the old
+ * PTE read INV_GEN before this invalidation, so its drop-in either lands
+ * before it (and is removed) or is refused as stale.
  */
 static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
 				 unsigned long start, unsigned long end)
