@@ -91,18 +91,34 @@ static void print_driver(const char *slot)
 	printf("\tKernel driver in use: %s\n", name ? name + 1 : target);
 }
 
-static void print_file(const char *path, const char *indent)
+/* a histogram row with a zero count: "bucket bound count" */
+static int empty_row(const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+		n--;
+	return line[0] != '#' && n >= 2 && line[n - 1] == '0' && line[n - 2] == ' ';
+}
+
+static void print_file(const char *path, const char *indent, int hist)
 {
 	char line[512];
-	int lines = 0;
+	int lines = 0, hidden = 0;
 	FILE *f = fopen(path, "r");
 
 	if (!f)
 		return;
-	while (fgets(line, sizeof(line), f) && (verbose || lines < 40)) {
+	while (fgets(line, sizeof(line), f) && (verbose || lines < 60)) {
+		if (hist && !verbose && empty_row(line)) {
+			hidden++;
+			continue;
+		}
 		printf("%s%s", indent, line);
 		lines++;
 	}
+	if (hidden)
+		printf("%s(%d empty buckets not shown)\n", indent, hidden);
 	if (!verbose && fgets(line, sizeof(line), f))
 		printf("%s... (gru-info -v for all of it)\n", indent);
 	fclose(f);
@@ -133,7 +149,7 @@ static void print_debugfs(const char *slot)
 			continue;
 		}
 		printf("\t  %s:\n", e->d_name);
-		print_file(path, "\t    ");
+		print_file(path, "\t    ", !strncmp(e->d_name, "hist", 4));
 	}
 	closedir(dp);
 }
