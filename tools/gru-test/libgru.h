@@ -177,9 +177,12 @@ int gru_exception(struct gru_ctx *ctx, struct gru_exc *exc);
 /**
  * gru_call_os() - resolve a CALLOS stall in this process (GRU_IOC_CALL_OS)
  * @out: if non-NULL, receives the VA resolved and whether it was a write
- * Return: 0 (the instruction resumes), or -errno of the ioctl: -EINVAL if
- * the context is not stalled in CALLOS; -EFAULT/-EACCES when the fault
- * cannot be resolved (the instruction is then failed with UNMAPPED/PROT).
+ *
+ * The driver faults the page in from this process's context and resumes
+ * the instruction, or fails it (UNMAPPED, PROT, ...) when the fault can't
+ * be resolved; gru_wait() then reports the outcome.
+ * Return: 0 once the stall is handled; -EINVAL if the context is not
+ * stalled in CALLOS; -EPERM from a process other than the opener.
  */
 int gru_call_os(struct gru_ctx *ctx, struct gru_call_os *out);
 
