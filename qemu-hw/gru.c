@@ -126,6 +126,7 @@ struct GruState {
     uint64_t cpuvec[GRU_CPUVEC_ENTRIES];
 
     uint64_t stats[GRU_NR_STATS];
+    bool notifying;         /* inside msix_notify() */
 };
 
 static const char *const gru_stat_names[GRU_NR_STATS] = {
@@ -258,7 +259,14 @@ static void gru_notify(GruState *s, unsigned int vector)
 
     trace_gru_irq(gru_now(), vector);
     if (msix_enabled(pdev)) {
+        /*
+         * A guest can aim an MSI-X message at this device's own BARs;
+         * writes that arrive while we notify are refused so that they
+         * cannot recurse (QEMU 7.2 has no re-entrancy guard of its own).
+         */
+        s->notifying = true;
         msix_notify(pdev, vector);
+        s->notifying = false;
     }
 }
 
@@ -401,7 +409,7 @@ static bool gru_pa_is_ram(GruState *s, uint64_t pa, uint64_t len, bool write)
 }
 
 static bool gru_dma(GruState *s, GruCtx *c, uint64_t va, uint64_t pa,
-                    void *buf, uint64_t len, bool write)
+                    void *buf, uint64_t len, bool write, bool src)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     MemTxResult r = MEMTX_ERROR;
@@ -415,7 +423,7 @@ static bool gru_dma(GruState *s, GruCtx *c, uint64_t va, uint64_t pa,
                       "gru: ctx %d: DMA %s of PA 0x%" PRIx64 " (VA 0x%"
                       PRIx64 ") is not to RAM\n", gru_ctx_index(s, c),
                       write ? "write" : "read", pa, va);
-        c->exc_info = write ? GRU_EXC_WRITE : 0;
+        c->exc_info = (write ? GRU_EXC_WRITE : 0) | (src ? GRU_EXC_SRC : 0);
         gru_fail(s, c, GRU_ERR_DMA, va);
         return false;
     }
@@ -499,7 +507,7 @@ static void gru_step(GruState *s, GruCtx *c)
         if (!gru_translate(s, c, c->addr, false, false, &pa)) {
             return;
         }
-        if (!gru_dma(s, c, c->addr, pa, &val, 8, false)) {
+        if (!gru_dma(s, c, c->addr, pa, &val, 8, false, false)) {
             return;
         }
         c->result = le64_to_cpu(val);
@@ -509,7 +517,7 @@ static void gru_step(GruState *s, GruCtx *c)
             return;
         }
         val = cpu_to_le64(c->operand0);
-        if (!gru_dma(s, c, c->addr, pa, &val, 8, true)) {
+        if (!gru_dma(s, c, c->addr, pa, &val, 8, true, false)) {
             return;
         }
         break;
@@ -540,14 +548,13 @@ static void gru_step(GruState *s, GruCtx *c)
                 return;
             }
             if (opc == GRU_OPC_BCOPY) {
-                if (!gru_dma(s, c, src, spa, buf, chunk, false)) {
-                    c->exc_info |= GRU_EXC_SRC;
+                if (!gru_dma(s, c, src, spa, buf, chunk, false, true)) {
                     return;
                 }
             } else {
                 memset(buf, c->operand0 & 0xff, chunk);
             }
-            if (!gru_dma(s, c, dst, pa, buf, chunk, true)) {
+            if (!gru_dma(s, c, dst, pa, buf, chunk, true, false)) {
                 return;
             }
             c->progress += chunk;
@@ -1251,6 +1258,13 @@ static void gru_write_sized(GruState *s, const char *bar, hwaddr addr,
 {
     hwaddr reg = addr & ~7ULL;
     bool ok;
+
+    if (s->notifying) {
+        qemu_log_mask(LOG_GUEST_ERROR, "gru: %s: write to offset 0x%"
+                      HWADDR_PRIx " by this device's own MSI-X message "
+                      "ignored\n", bar, addr);
+        return;
+    }
 
     if (size == 4) {
         unsigned int shift = (addr & 4) * 8;

@@ -54,7 +54,10 @@ find_src() {
 fetch_src() {
 	command -v dpkg-source >/dev/null ||
 		die "dpkg-dev is missing: run scripts/setup-host.sh"
-	apt-cache showsrc qemu 2>/dev/null | grep -q '^Package: qemu' ||
+	# Not a pipe into grep -q: with pipefail, apt-cache's SIGPIPE would fail it.
+	local srcinfo
+	srcinfo=$(apt-cache showsrc qemu 2>/dev/null || true)
+	grep -q '^Package: qemu' <<<"$srcinfo" ||
 		die "no deb-src entry for qemu: run scripts/setup-host.sh"
 	log "fetching Debian's qemu source package into $SRC_ROOT (apt-get source)"
 	rm -rf "$SRC_ROOT.tmp"

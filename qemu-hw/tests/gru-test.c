@@ -1007,6 +1007,27 @@ static void test_access_sizes(void)
     gru_stop(g);
 }
 
+/* An MSI-X message aimed at the device's own doorbell must not recurse. */
+static void test_msi_self_target(void)
+{
+    Gru *g = gru_start("");
+    uint64_t e = g->dev->msix_table_off + GRU_VEC_MISC * PCI_MSIX_ENTRY_SIZE;
+    uint64_t db = g->win.addr + GRU_WIN_DOORBELL;
+
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)db);
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_UPPER_ADDR, db >> 32);
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_DATA, 2);
+    load_ctx(g, 0, 1);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_NOP, GRU_IF_IRQ, 0), 0, 0, 0, 0,
+                         0), ==, GRU_ST_DONE);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_NONE);
+    g_assert_cmpuint(rd(g, GRU_REG_STAT_INSN_ERROR), ==, 0);
+    gru_stop(g);
+}
+
 static void test_system_reset(void)
 {
     Gru *g = gru_start("");
@@ -1094,6 +1115,7 @@ int main(int argc, char **argv)
     qtest_add_func("/gru/engine-enable", test_engine_enable);
     qtest_add_func("/gru/save-restore", test_save_restore);
     qtest_add_func("/gru/access-sizes", test_access_sizes);
+    qtest_add_func("/gru/msi-self-target", test_msi_self_target);
     qtest_add_func("/gru/system-reset", test_system_reset);
     qtest_add_func("/gru/bad-props", test_bad_props);
     return g_test_run();
