@@ -260,9 +260,11 @@ static void gru_notify(GruState *s, unsigned int vector)
     trace_gru_irq(gru_now(), vector);
     if (msix_enabled(pdev)) {
         /*
-         * A guest can aim an MSI-X message at this device's own BARs;
-         * writes that arrive while we notify are refused so that they
-         * cannot recurse (QEMU 7.2 has no re-entrancy guard of its own).
+         * A guest can aim an MSI-X message at this device's own BARs.
+         * Writes that arrive while we notify are refused so that they
+         * cannot change state under the engine or recurse: QEMU's own
+         * re-entrancy guard only catches MMIO nested in MMIO, not a
+         * message sent from the engine timer.
          */
         s->notifying = true;
         msix_notify(pdev, vector);
