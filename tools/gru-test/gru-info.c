@@ -183,9 +183,9 @@ int main(int argc, char **argv)
 	char name[256];
 	int found = 0;
 
-	if (argc > 1 && !strcmp(argv[1], "-v"))
+	if (argc > 1 && !strcmp(argv[1], "-v")) {
 		verbose = 1;
-	else if (argc > 1) {
+	} else if (argc > 1) {
 		fprintf(stderr, "usage: gru-info [-v]\n");
 		return 2;
 	}

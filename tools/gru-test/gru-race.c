@@ -63,7 +63,7 @@ static const struct kind kinds[] = {
 	{ .name = "madv_dontneed", .private_map = true },
 	{ .name = "migration", .needs_numa = true },
 };
-#define NKINDS (int)(sizeof(kinds) / sizeof(kinds[0]))
+#define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
 
 struct run {
 	const struct kind *k;
