@@ -566,7 +566,9 @@ static void gru_step(GruState *s, GruCtx *c)
         }
         break;
     default:
-        g_assert_not_reached();     /* opcode validated at the doorbell */
+        /* Unreachable: the doorbell and the restore path validate it. */
+        gru_fail(s, c, GRU_ERR_BAD_OPCODE, 0);
+        return;
     }
     gru_finish(s, c, GRU_ST_DONE, GRU_ERR_NONE);
 }
@@ -1078,13 +1080,21 @@ static void gru_ctx_status_write(GruState *s, GruCtx *c, uint64_t val)
          * the driver put back in the window, from its beginning.
          */
         uint64_t err = c->error, res = c->result;
-        uint64_t va = c->exc_va, info = c->exc_info;
+        uint64_t va = c->exc_va, info = c->exc_info, bad, bad_va;
 
         gru_latch(c);
         c->error = err;
         c->result = res;
         c->exc_va = va;
         c->exc_info = info;
+        bad = gru_check_insn(c, &bad_va);
+        if (bad != GRU_ERR_NONE) {
+            qemu_log_mask(LOG_GUEST_ERROR, "gru: ctx %d: restored "
+                          "instruction 0x%" PRIx64 " refused with error %"
+                          PRIu64 "\n", gru_ctx_index(s, c), c->op, bad);
+            gru_fail(s, c, bad, bad_va);
+            return;
+        }
         c->runnable = val == GRU_ST_BUSY;
     }
     c->status = val;

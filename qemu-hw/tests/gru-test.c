@@ -962,9 +962,25 @@ static void test_save_restore(void)
     step(g);
     g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_DONE);
     g_assert_cmpuint(qtest_readq(g->qts, pa + 8), ==, 66);
+    /* A restored instruction is validated like one from the doorbell. */
+    wwr(g, 0, GRU_WIN_OP, 0xff);
+    cwr(g, 0, GRU_CTX_STATUS, GRU_ST_BUSY);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_BAD_OPCODE);
+    wwr(g, 0, GRU_WIN_OP, OP(GRU_OPC_LOAD, 0, 0));
+    wwr(g, 0, GRU_WIN_ADDR, GRU_USER_VA_LIMIT);
+    cwr(g, 0, GRU_CTX_STATUS, GRU_ST_CALLOS);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_KERNEL_ADDR);
+    step(g);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
+    /* Values beyond CALLOS are refused. */
+    cwr(g, 0, GRU_CTX_STATUS, 5);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
+    wwr(g, 0, GRU_WIN_ADDR, VA0);
     /* The window's status registers are read-only from user space. */
     wwr(g, 0, GRU_WIN_STATUS, GRU_ST_IDLE);
-    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_DONE);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
     gru_stop(g);
 }
 
