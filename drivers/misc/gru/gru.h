@@ -59,6 +59,7 @@
 #define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
+#define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
 
 /* Per-context counters; the first GRU_CS_NR_UAPI mirror gru_ctx_stats. */
 enum gru_cstat {

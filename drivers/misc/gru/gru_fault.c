@@ -14,6 +14,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/log2.h>
+#include <linux/delay.h>
 #include "gru.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
@@ -159,44 +160,58 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 #endif
 
 /*
- * One attempt of the race protocol: sample, walk, check, drop in.
- * IRQs must be off (hard IRQ, or the caller's local_irq_save).
+ * One attempt of the race protocol: sample, walk, check, drop in.  In hard
+ * IRQ the whole attempt runs with IRQs off; from process context
+ * (@process) IRQs are turned off around the walk only, which is all its
+ * memory safety needs.
  */
 static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
-					 bool write, int path, int *extra)
+					 bool write, int path, int *extra,
+					 bool process)
 {
 	struct gru_xlate x[GRU_BATCH_MAX];
 	struct gru_dev *gdev = ctx->gdev;
 	struct gru_mm *gmm = ctx->gmm;
 	enum gru_fill_result ret;
-	unsigned long seq;
+	unsigned long seq, flags;
 	u64 gen, res = GRU_DI_INSTALLED;
 	int n, i, nmax;
 
-	lockdep_assert_irqs_disabled();
 	nmax = clamp_t(u32, READ_ONCE(ctx->opts.batch), 1, GRU_BATCH_MAX);
 
-	spin_lock(&gmm->lock);
+	spin_lock_irqsave(&gmm->lock, flags);
 	if (gmm->released || ctx->dead) {
-		spin_unlock(&gmm->lock);
+		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_DEAD;
 	}
 	if (gmm->inflight && !gru_no_seq_check) {
-		spin_unlock(&gmm->lock);
+		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
 	seq = gmm->seq;
-	spin_unlock(&gmm->lock);
+	spin_unlock_irqrestore(&gmm->lock, flags);
 
 	/* generation first: anything invalidated after this is newer */
 	gen = gru_hw_inv_gen(gdev);
+	if (process)
+		local_irq_save(flags);
 	n = gru_walk(ctx->mm, va, write, x, nmax);
+	if (process)
+		local_irq_restore(flags);
 	if (!n)
 		return GRU_FILL_MISS;
+	/*
+	 * Mutation build only: with the check below disabled, widen the
+	 * walk-to-drop-in window of the worker (as a preempted thread would)
+	 * so that the race detector sees the broken protocol within a bounded
+	 * run.
+	 */
+	if (unlikely(gru_no_seq_check) && process)
+		usleep_range(GRU_MUTATION_DELAY_US, 2 * GRU_MUTATION_DELAY_US);
 
-	spin_lock(&gmm->lock);
+	spin_lock_irqsave(&gmm->lock, flags);
 	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != seq)) {
-		spin_unlock(&gmm->lock);
+		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
 	spin_lock(&gdev->hw_lock);
@@ -224,7 +239,7 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 	*extra = i ? i - 1 : 0;
 out:
 	spin_unlock(&gdev->hw_lock);
-	spin_unlock(&gmm->lock);
+	spin_unlock_irqrestore(&gmm->lock, flags);
 	return ret;
 }
 
@@ -328,7 +343,7 @@ static void gru_service_slot(struct gru_dev *gdev, int slot)
 	if (gdev->fast_path && mode == GRU_FILL_IRQ) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
 			switch (gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
-					     &extra)) {
+					     &extra, false)) {
 			case GRU_FILL_OK:
 				gru_ctx_cmd(gdev, slot, GRU_CMD_RESUME, 0);
 				gru_count_fill(ctx, GRU_PATH_IRQ, extra);
@@ -440,7 +455,6 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 	struct gru_mm *gmm = ctx->gmm;
 	struct vm_area_struct *vma;
 	enum gru_fill_result r;
-	unsigned long flags;
 	bool unlocked;
 	int tries, ret, extra = 0;
 	u32 err;
@@ -482,9 +496,7 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 			goto out;
 		}
 
-		local_irq_save(flags);
-		r = gru_try_fill(ctx, va, write, path, &extra);
-		local_irq_restore(flags);
+		r = gru_try_fill(ctx, va, write, path, &extra, true);
 		if (r == GRU_FILL_OK) {
 			gru_count_fill(ctx, path, extra);
 			err = GRU_ERR_NONE;
