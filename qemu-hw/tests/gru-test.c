@@ -1044,6 +1044,93 @@ static void test_msi_self_target(void)
     gru_stop(g);
 }
 
+/*
+ * Random register traffic (fixed seed, so a failure reproduces) must never
+ * take QEMU down: every guest mistake ends in an error status or a log.
+ */
+static void test_random_writes(void)
+{
+    Gru *g = gru_start("contexts=4,tlb-sets=4,tlb-ways=2,vectors=3");
+    uint64_t pa = alloc_buf(g, 4 * PAGE);
+    static const uint64_t regs[] = {
+        GRU_REG_CTRL, GRU_REG_IRQ_CAUSE, GRU_REG_DONE_PENDING,
+        GRU_REG_INV_ASID, GRU_REG_INV_START, GRU_REG_INV_END,
+        GRU_REG_INV_CMD, GRU_REG_DI_ASID, GRU_REG_DI_VA, GRU_REG_DI_PA,
+        GRU_REG_DI_ATTR, GRU_REG_DI_GEN, GRU_REG_DI_CMD, GRU_REG_AGE_ASID,
+        GRU_REG_AGE_START, GRU_REG_AGE_END, GRU_REG_AGE_CMD,
+        GRU_REG_PROBE_ASID, GRU_REG_PROBE_VA, GRU_REG_PROBE_CMD,
+        GRU_REG_CPUVEC(0), GRU_REG_CPUVEC(63), GRU_REG_STAT_HITS,
+    };
+    static const uint64_t ctx_regs[] = {
+        GRU_CTX_ASID, GRU_CTX_VECTOR, GRU_CTX_CMD, GRU_CTX_STATUS,
+        GRU_CTX_ERROR, GRU_CTX_EXC_VA,
+    };
+    GRand *r = g_rand_new_with_seed(20261125);
+    int i;
+
+    for (i = 0; i < 20000; i++) {
+        uint64_t vals[] = {
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 0xff, GRU_DB_START,
+            GRU_CTX_ASID_VALID | 1, GRU_CTX_ASID_VALID | 2,
+            GRU_CMD(g_rand_int_range(r, 0, 8), g_rand_int_range(r, 0, 16)),
+            VA0 + g_rand_int_range(r, 0, 4) * PAGE +
+                g_rand_int_range(r, 0, 512) * 8,
+            pa + g_rand_int_range(r, 0, 4) * PAGE, 0xfed00000,
+            GRU_OP_ENCODE(g_rand_int_range(r, 0, 9),
+                          g_rand_int_range(r, 0, 4), g_rand_int(r)),
+            g_rand_int_range(r, 0, 20000), GRU_USER_VA_LIMIT - 8,
+            ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r),
+        };
+        uint64_t v = vals[g_rand_int_range(r, 0, ARRAY_SIZE(vals))];
+        int n = g_rand_int_range(r, 0, 4);
+
+        switch (g_rand_int_range(r, 0, 6)) {
+        case 4: {
+            /* A well-formed drop-in, sometimes with an old generation. */
+            uint64_t gen = rd(g, GRU_REG_INV_GEN);
+
+            dropin_gen(g, g_rand_int_range(r, 1, 3),
+                       VA0 + g_rand_int_range(r, 0, 4) * PAGE,
+                       pa + g_rand_int_range(r, 0, 4) * PAGE,
+                       g_rand_int_range(r, 0, 4) << 2,
+                       gen - MIN(gen, g_rand_int_range(r, 0, 2)));
+            break;
+        }
+        case 5:
+            /* Load a context and ring its doorbell properly. */
+            load_ctx(g, n, g_rand_int_range(r, 1, 3));
+            wwr(g, n, GRU_WIN_DOORBELL, GRU_DB_START);
+            break;
+        case 0:
+            wr(g, regs[g_rand_int_range(r, 0, ARRAY_SIZE(regs))], v);
+            break;
+        case 1:
+            cwr(g, n, ctx_regs[g_rand_int_range(r, 0, ARRAY_SIZE(ctx_regs))],
+                v);
+            break;
+        case 2:
+            wwr(g, n, 8 * g_rand_int_range(r, 0, 16), v);
+            break;
+        default:
+            qtest_clock_step(g->qts, g_rand_int_range(r, 1, 2000));
+            break;
+        }
+    }
+    g_rand_free(r);
+    step(g);
+    g_assert_cmphex(rd(g, GRU_REG_ID), ==, GRU_MAGIC);
+    /* The device still works normally afterwards. */
+    invalidate(g, GRU_INV_ALL, 0, 0, 0);
+    wr(g, GRU_REG_CTRL, GRU_CTRL_ENABLE);
+    cwr(g, 0, GRU_CTX_CMD, GRU_CMD(GRU_CMD_RESET, 0));
+    load_ctx(g, 0, 1);
+    dropin(g, 1, VA0, pa, RW);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_STORE, 0, 0), VA0, 0, 0, 31, 0), ==,
+                     GRU_ST_DONE);
+    g_assert_cmphex(qtest_readq(g->qts, pa), ==, 31);
+    gru_stop(g);
+}
+
 static void test_system_reset(void)
 {
     Gru *g = gru_start("");
@@ -1132,6 +1219,7 @@ int main(int argc, char **argv)
     qtest_add_func("/gru/save-restore", test_save_restore);
     qtest_add_func("/gru/access-sizes", test_access_sizes);
     qtest_add_func("/gru/msi-self-target", test_msi_self_target);
+    qtest_add_func("/gru/random-writes", test_random_writes);
     qtest_add_func("/gru/system-reset", test_system_reset);
     qtest_add_func("/gru/bad-props", test_bad_props);
     return g_test_run();
