@@ -149,7 +149,6 @@ TEST_F(gru, every_opcode_on_anon_memory)
 /* Device atomics and CPU atomics on one word don't lose updates. */
 TEST_F(gru, fadd_is_atomic_against_cpu)
 {
-	uint64_t *w = (uint64_t *)self->buf;
 	int n = 2000;
 	pid_t pid;
 	int status;
@@ -157,7 +156,6 @@ TEST_F(gru, fadd_is_atomic_against_cpu)
 				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	ASSERT_NE(MAP_FAILED, shared);
-	(void)w;
 	*shared = 0;
 	pid = fork();
 	ASSERT_GE(pid, 0);

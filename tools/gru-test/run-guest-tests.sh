@@ -60,6 +60,10 @@ BAD='WARNING:|BUG:|Oops|general protection|kernel BUG|possible circular locking|
 
 dmesg_mark() { dmesg 2>/dev/null | wc -l; }
 dmesg_check() {	# dmesg_check MARK NAME
+	if ! dmesg >/dev/null 2>&1; then
+		result fail "kernel_log_clean_after_$2" "dmesg unavailable: cannot read the kernel log"
+		return
+	fi
 	new=$(dmesg 2>/dev/null | tail -n +$(( $1 + 1 )) | grep -E "$BAD")
 	if [ -n "$new" ]; then
 		echo "$new" | sed 's/^/# kernel: /'
