@@ -41,13 +41,6 @@ for t in gru-info gru-demo gru-bench; do
 		rc=1
 	fi
 done
-if [ -d /sys/kernel/debug/gru ]; then
-	for f in /sys/kernel/debug/gru/*; do
-		[ -f "$f" ] || continue
-		echo "## $f"
-		head -n 40 "$f"
-	done
-fi
 [ "$n" -gt 0 ] || rc=1
 echo "## summary: $summary; ran:${ran:- nothing else}"
 exit $rc
