@@ -1162,6 +1162,19 @@ static void test_system_reset(void)
     gru_stop(g);
 }
 
+static void test_unmigratable(void)
+{
+    QTestState *qts = qtest_init("-M q35 -device gru-tlb");
+    QDict *r = qtest_qmp(qts, "{'execute': 'migrate', 'arguments': "
+                         "{'uri': 'exec:cat >/dev/null'}}");
+    QDict *err = qdict_get_qdict(r, "error");
+
+    g_assert(err);
+    g_assert(strstr(qdict_get_str(err, "desc"), "gru-tlb"));
+    qobject_unref(r);
+    qtest_quit(qts);
+}
+
 static void test_bad_props(void)
 {
     static const char *const bad[] = {
@@ -1221,6 +1234,7 @@ int main(int argc, char **argv)
     qtest_add_func("/gru/msi-self-target", test_msi_self_target);
     qtest_add_func("/gru/random-writes", test_random_writes);
     qtest_add_func("/gru/system-reset", test_system_reset);
+    qtest_add_func("/gru/unmigratable", test_unmigratable);
     qtest_add_func("/gru/bad-props", test_bad_props);
     return g_test_run();
 }
