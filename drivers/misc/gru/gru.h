@@ -50,6 +50,7 @@
 #include <linux/kref.h>
 #include <linux/fs.h>
 #include <linux/atomic.h>
+#include <linux/xarray.h>
 #include <uapi/misc/gru.h>
 #include <linux/gru_regs.h>
 
@@ -102,6 +103,7 @@ enum gru_dstat {
 	GRU_DS_LOADS,
 	GRU_DS_ASID_WRAPS,
 	GRU_DS_SPURIOUS,
+	GRU_DS_PINS_LIVE,	/* GRU_FILL_PINNED pages pinned now */
 	GRU_DS_NR,
 };
 
@@ -168,6 +170,7 @@ struct gru_mm {
 	struct list_head ctxs;
 	wait_queue_head_t inv_wq;	/* woken when inflight drops to 0 */
 	atomic64_t invalidations;
+	struct xarray pins;		/* GRU_FILL_PINNED: va >> PAGE_SHIFT */
 };
 
 /* Window state kept while a context has no hardware slot. */
@@ -202,6 +205,8 @@ struct gru_ctx {
 	u64 pend_info;
 	bool callos_pending;
 	u64 last_service_ns;
+	struct mmu_interval_notifier mni;	/* GRU_FILL_HMM */
+	unsigned long mni_on;			/* bit 0: mni inserted */
 	atomic64_t stat[GRU_CS_NR];
 };
 
@@ -228,6 +233,8 @@ irqreturn_t gru_fault_irq(int irq, void *data);
 irqreturn_t gru_misc_irq(int irq, void *data);
 void gru_fault_work(struct work_struct *work);
 int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path);
+u32 gru_resolve(struct gru_ctx *ctx, u64 va, bool write, int path);
+u32 gru_vma_error(struct vm_area_struct *vma, bool write);
 void gru_account_service(struct gru_ctx *ctx, int slot);
 
 /* Fill paths, for counters and tracing */
@@ -248,6 +255,14 @@ void gru_ctx_unload(struct gru_ctx *ctx, bool save);
 void gru_ctx_abort(struct gru_ctx *ctx);
 u64 gru_ctx_status(struct gru_ctx *ctx);
 bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm);
+
+/* gru_baseline.c */
+u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write);
+void gru_pins_release_range(struct gru_mm *gmm, unsigned long start,
+			    unsigned long end);
+int gru_hmm_enable(struct gru_ctx *ctx);
+void gru_hmm_disable(struct gru_ctx *ctx);
+u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write);
 
 /* gru_debugfs.c */
 void gru_debugfs_init(void);

@@ -108,4 +108,18 @@ static inline void gru_mn_set_secondary_tlb(struct mmu_notifier_ops *ops,
 }
 #endif
 
+/* 6.5 dropped the vmas argument of the GUP family. */
+static inline long gru_pin_user_page_remote(struct mm_struct *mm,
+					    unsigned long addr,
+					    unsigned int gup_flags,
+					    struct page **page, int *locked)
+{
+#ifdef GRU_PIN_HAS_VMAS
+	return pin_user_pages_remote(mm, addr, 1, gup_flags, page, NULL,
+				     locked);
+#else
+	return pin_user_pages_remote(mm, addr, 1, gup_flags, page, locked);
+#endif
+}
+
 #endif /* _GRU_COMPAT_H */

@@ -33,6 +33,7 @@ static const char * const gru_dstat_names[GRU_DS_NR] = {
 	[GRU_DS_LOADS]		= "loads",
 	[GRU_DS_ASID_WRAPS]	= "asid_wraps",
 	[GRU_DS_SPURIOUS]	= "spurious",
+	[GRU_DS_PINS_LIVE]	= "pins_live",
 };
 
 static const char * const gru_cstat_names[GRU_CS_NR] = {

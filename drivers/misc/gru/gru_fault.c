@@ -423,8 +423,14 @@ irqreturn_t gru_misc_irq(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
-/* The error a failed fault-in means, from the VMA that covers @va. */
-static u32 gru_vma_error(struct vm_area_struct *vma, bool write)
+/**
+ * gru_vma_error() - the error a failed fault-in means
+ * @vma: the VMA covering the address, or NULL
+ * @write: the access is a write
+ *
+ * Return: GRU_ERR_NONE if the VMA allows the access, else the error.
+ */
+u32 gru_vma_error(struct vm_area_struct *vma, bool write)
 {
 	if (!vma)
 		return GRU_ERR_UNMAPPED;
@@ -532,6 +538,30 @@ out:
 }
 
 /**
+ * gru_resolve() - process-context fill by the context's fill mode
+ * @ctx: the context
+ * @va: the missing address
+ * @write: it is a write
+ * @path: GRU_PATH_WORKER or GRU_PATH_CALLOS
+ *
+ * Return: GRU_ERR_NONE once the translation is in the device, else the
+ * GRU_ERR_* to fail the instruction with.
+ */
+u32 gru_resolve(struct gru_ctx *ctx, u64 va, bool write, int path)
+{
+	if (va >= TASK_SIZE_MAX)
+		return GRU_ERR_KERNEL_ADDR;
+	switch (READ_ONCE(ctx->opts.fill_mode)) {
+	case GRU_FILL_PINNED:
+		return gru_pinned_fill(ctx, va, write);
+	case GRU_FILL_HMM:
+		return gru_hmm_fill(ctx, va, write);
+	default:
+		return gru_resolve_fault(ctx, va, write, path);
+	}
+}
+
+/**
  * gru_fault_work() - the slow path for misses the IRQ walk handed over
  * @work: gru_ctx.work
  */
@@ -542,7 +572,7 @@ void gru_fault_work(struct work_struct *work)
 	bool write = ctx->pend_info & GRU_FAULT_WRITE;
 	u32 err;
 
-	err = gru_resolve_fault(ctx, ctx->pend_va, write, GRU_PATH_WORKER);
+	err = gru_resolve(ctx, ctx->pend_va, write, GRU_PATH_WORKER);
 
 	/* the slot is stable: a stalled context is never stolen */
 	mutex_lock(&gdev->ctx_mutex);

@@ -189,6 +189,7 @@ static int gru_release(struct inode *inode, struct file *file)
 		GRU_DSTAT(gdev, INV_ASID);
 	}
 	cancel_work_sync(&ctx->work);
+	gru_hmm_disable(ctx);
 	gru_mm_put(gmm);
 	mmdrop(ctx->mm);
 	kfree(ctx);
@@ -227,6 +228,7 @@ static bool gru_zero(const void *p, size_t len)
 static int gru_ioc_set_opts(struct gru_ctx *ctx, void __user *arg)
 {
 	struct gru_ctx_opts o;
+	int ret;
 
 	if (copy_from_user(&o, arg, sizeof(o)))
 		return -EFAULT;
@@ -234,8 +236,14 @@ static int gru_ioc_set_opts(struct gru_ctx *ctx, void __user *arg)
 	    (o.flags & ~GRU_OPT_VALID_MASK) || o.fill_mode > GRU_FILL_MAX ||
 	    o.batch > GRU_BATCH_MAX)
 		return -EINVAL;
-	if (o.fill_mode == GRU_FILL_HMM || o.fill_mode == GRU_FILL_PINNED)
-		return -EOPNOTSUPP;
+	if (o.fill_mode == GRU_FILL_HMM) {
+		/* the interval notifier is inserted on the owner's mm */
+		if (current->mm != ctx->mm)
+			return -EPERM;
+		ret = gru_hmm_enable(ctx);
+		if (ret)
+			return ret;
+	}
 
 	mutex_lock(&ctx->gdev->ctx_mutex);
 	WRITE_ONCE(ctx->opts.flags, o.flags);
@@ -282,7 +290,7 @@ static int gru_ioc_call_os(struct gru_ctx *ctx, void __user *arg)
 	write = ctx->pend_info & GRU_FAULT_WRITE;
 	mutex_unlock(&gdev->ctx_mutex);
 
-	err = gru_resolve_fault(ctx, va, write, GRU_PATH_CALLOS);
+	err = gru_resolve(ctx, va, write, GRU_PATH_CALLOS);
 
 	mutex_lock(&gdev->ctx_mutex);
 	/* an abort (release, mm exit) may have ended it meanwhile */

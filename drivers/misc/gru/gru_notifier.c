@@ -33,8 +33,9 @@ static u16 gru_mm_live_asid(struct gru_mm *gmm)
 	return gmm->asid;
 }
 
+/* @stat: the gru_dstat counter of this kind of invalidation */
 static void gru_mm_invalidate(struct gru_mm *gmm, u16 asid, u32 kind,
-			      unsigned long start, unsigned long end)
+			      unsigned long start, unsigned long end, int stat)
 {
 	struct gru_dev *gdev = gru_mm_dev(gmm);
 
@@ -42,6 +43,7 @@ static void gru_mm_invalidate(struct gru_mm *gmm, u16 asid, u32 kind,
 		return;
 	gru_hw_invalidate(gdev, kind, asid, start, end);
 	atomic64_inc(&gmm->invalidations);
+	atomic64_inc(&gdev->stat[stat]);
 	trace_gru_invalidate(asid, start, end, kind);
 }
 
@@ -67,8 +69,10 @@ static int gru_mn_invalidate_range_start(struct mmu_notifier *mn,
 	 * end, a fill can neither find an old translation in the device nor
 	 * install a new one (inflight != 0).
 	 */
-	gru_mm_invalidate(gmm, asid, GRU_INV_RANGE, range->start, range->end);
-	GRU_DSTAT(gru_mm_dev(gmm), INV_RANGE);
+	gru_mm_invalidate(gmm, asid, GRU_INV_RANGE, range->start, range->end,
+			  GRU_DS_INV_RANGE);
+	/* GRU_FILL_PINNED: the device cannot reach these pages any more */
+	gru_pins_release_range(gmm, range->start, range->end);
 	return 0;
 }
 
@@ -113,8 +117,7 @@ static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
 	spin_lock_irqsave(&gmm->lock, flags);
 	asid = gru_mm_live_asid(gmm);
 	spin_unlock_irqrestore(&gmm->lock, flags);
-	gru_mm_invalidate(gmm, asid, GRU_INV_RANGE, start, end);
-	GRU_DSTAT(gru_mm_dev(gmm), INV_PAGE);
+	gru_mm_invalidate(gmm, asid, GRU_INV_RANGE, start, end, GRU_DS_INV_PAGE);
 }
 
 static int gru_mn_age(struct gru_mm *gmm, u32 cmd, unsigned long start,
@@ -183,8 +186,8 @@ static void gru_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
 		gru_ctx_abort(ctx);
 	mutex_unlock(&gdev->ctx_mutex);
 
-	gru_mm_invalidate(gmm, asid, GRU_INV_ASID, 0, 0);
-	GRU_DSTAT(gdev, INV_ASID);
+	gru_mm_invalidate(gmm, asid, GRU_INV_ASID, 0, 0, GRU_DS_INV_ASID);
+	gru_pins_release_range(gmm, 0, 0);
 }
 
 static struct mmu_notifier *gru_mn_alloc(struct mm_struct *mm)
@@ -201,6 +204,7 @@ static struct mmu_notifier *gru_mn_alloc(struct mm_struct *mm)
 	spin_lock_init(&gmm->lock);
 	INIT_LIST_HEAD(&gmm->ctxs);
 	init_waitqueue_head(&gmm->inv_wq);
+	xa_init_flags(&gmm->pins, XA_FLAGS_LOCK_IRQ);
 	return &gmm->mn;
 }
 
@@ -209,6 +213,12 @@ static void gru_mn_free(struct mmu_notifier *mn)
 	struct gru_mm *gmm = to_gmm(mn);
 	struct gru_dev *gdev = gmm->gdev;
 
+	/*
+	 * Without release (the last context closed before the mm exited) the
+	 * ASID flush at file release already removed every entry.
+	 */
+	gru_pins_release_range(gmm, 0, 0);
+	xa_destroy(&gmm->pins);
 	if (gdev)
 		gru_dev_put(gdev);
 	kfree(gmm);
