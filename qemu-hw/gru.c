@@ -592,6 +592,23 @@ static void gru_engine_tick(void *opaque)
     gru_kick(s);
 }
 
+/*
+ * Run a tick whose deadline has already passed, from a register read.
+ * Without this, a tick that is due waits for QEMU's main loop to wake up,
+ * and the interrupts it raises come from that thread: tens of us under
+ * MTTCG.  A CPU polling STATUS gets the same result at the same virtual
+ * time, raised from its own thread.  Under -icount the vCPU stops at the
+ * deadline to run timers, so this never fires early there either.
+ */
+static void gru_catch_up(GruState *s)
+{
+    if (timer_pending(s->engine) &&
+        timer_expire_time_ns(s->engine) <= gru_now()) {
+        timer_del(s->engine);
+        gru_engine_tick(s);
+    }
+}
+
 /* Validate and latch the window's instruction; 0 or a GRU_ERR_*. */
 static uint64_t gru_check_insn(GruCtx *c, uint64_t *bad_va)
 {
@@ -1306,6 +1323,7 @@ static void gru_write_sized(GruState *s, const char *bar, hwaddr addr,
 
 static uint64_t gru_regs_read(void *opaque, hwaddr addr, unsigned size)
 {
+    gru_catch_up(opaque);
     return gru_read_sized(opaque, addr, size, gru_reg_read);
 }
 
@@ -1394,6 +1412,7 @@ static bool gru_win_write64(GruState *s, hwaddr addr, uint64_t val)
 
 static uint64_t gru_win_read(void *opaque, hwaddr addr, unsigned size)
 {
+    gru_catch_up(opaque);
     return gru_read_sized(opaque, addr, size, gru_win_read64);
 }
 
