@@ -59,7 +59,7 @@ if [ ! -e "$dir/.done" ]; then
 	if id _apt >/dev/null 2>&1; then chown _apt "$dir.tmp"; fi
 	(cd "$dir.tmp" && apt-get download -q "linux-image-$kver" >&2) ||
 		die "apt-get download linux-image-$kver failed; check the apt mirror, run scripts/setup-host.sh"
-	deb=$(ls "$dir.tmp"/linux-image-"$kver"_*.deb)
+	deb=$(ls "$dir.tmp/linux-image-${kver}"_*.deb)
 	log "unpacking $(basename "$deb")"
 	dpkg-deb -x "$deb" "$dir.tmp/root"
 	# Merged-/usr images ship /usr/lib/modules; give both spellings one tree.

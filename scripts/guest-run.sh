@@ -48,12 +48,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-cache=${GRU_CACHE:-/var/cache/gru-build}
 die() { echo "guest-run: error: $*" >&2; exit 2; }
 log() { echo "guest-run: $*" >&2; }
 
-series=6.1 smp= icount= numa=0 mem=2G devices=1 devopts= hugepages=0
-module=auto append= timeout=600 results= notests_ok=0 quiet=0
+series=6.1 smp='' icount='' numa=0 mem=2G devices=1 devopts='' hugepages=0
+module=auto append='' timeout=600 results='' notests_ok=0 quiet=0
 cmds=()
 labels=()
 while [ $# -gt 0 ]; do
@@ -154,7 +153,7 @@ args=(-M q35 -cpu max -m "$mem" -nographic -nodefaults -nic none -no-reboot
 if [ -n "$icount" ]; then
 	args+=(-accel tcg -icount "shift=$icount,sleep=off")
 else
-	args+=(-accel tcg,thread=multi)
+	args+=(-accel 'tcg,thread=multi')
 fi
 if [ "$numa" -gt 0 ]; then
 	# One socket per node: a node boundary inside a socket's shared LLC
