@@ -20,6 +20,7 @@ PKGS=(
 	linux-source-6.1 linux-source-6.12
 	linux-headers-amd64
 	gnuplot-nox
+	libelf-dev libssl-dev	# debug kernel build (objtool, certs)
 )
 
 # deb-src: QEMU comes from Debian's source package.
