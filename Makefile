@@ -74,15 +74,26 @@ initramfs: kernel module tools
 	@echo "initramfs: $$(cat $(B)/initramfs.path)"
 
 # The main job: show the device in the guest, then the demo and the
-# benchmark when they are built.  Tools leave data in the guest's /results;
-# it lands in $(RESULTS)/run/guest-files, and tools/gru-test/host-report.sh
-# (if present) turns it into the report and plot.
+# benchmark when they are built (MTTCG, GRU_TIMING=mttcg).  When gru-bench
+# exists, a second boot runs it alone under -icount (one vCPU,
+# GRU_TIMING=icount0) for deterministic ratios.  Tools leave data in the
+# guest's /results; it lands in $(RESULTS)/run*/guest-files, and
+# tools/gru-test/host-report.sh (if present) is called with those run
+# directories to print the report and write the plot.
+RUN_ICOUNT_ARGS ?= --icount 0 --smp 1
 run: qemu initramfs
 	@$(KENV); export KVER KIMAGE KMODROOT; \
 	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/run \
 		--no-tests-ok $(RUN_GUEST_ARGS) --script scripts/guest/run-demo.sh
-	@if [ -x $(GRU_TOOLS)/host-report.sh ]; then \
-		$(GRU_TOOLS)/host-report.sh $(RESULTS)/run; \
+	@dirs=$(RESULTS)/run; rm -rf $(RESULTS)/run-icount; \
+	if [ -x $(GRU_TOOLS)/build/gru-bench ]; then \
+		$(KENV); export KVER KIMAGE KMODROOT; \
+		QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/run-icount \
+			--no-tests-ok $(RUN_ICOUNT_ARGS) 'gru-bench'; \
+		dirs="$$dirs $(RESULTS)/run-icount"; \
+	fi; \
+	if [ -x $(GRU_TOOLS)/host-report.sh ]; then \
+		$(GRU_TOOLS)/host-report.sh $$dirs; \
 	fi
 	@echo "run: the guest saw: $$(sed -n 's/\r$$//; s/^## summary: //p' $(RESULTS)/run/output.log | tail -n1)"
 	@echo "run: logs and guest files in $(RESULTS)/run"

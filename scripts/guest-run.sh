@@ -141,6 +141,12 @@ kargs="console=ttyS0,115200 panic=-1 loglevel=7 rdinit=/init"
 # TCG on a shared 2-core host can starve a vCPU for seconds; keep the
 # stall detectors on, but past the point where host load alone trips them.
 kargs="$kargs rcupdate.rcu_cpu_stall_timeout=60 watchdog_thresh=30"
+# The guest exports this as GRU_TIMING so a benchmark can label its figures.
+if [ -n "$icount" ]; then
+	kargs="$kargs gru.timing=icount$icount"
+else
+	kargs="$kargs gru.timing=mttcg"
+fi
 [ "$hugepages" = 0 ] || kargs="$kargs hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=128"
 kargs="$kargs$append"
 
