@@ -144,6 +144,7 @@ struct gru_dev {
 	struct list_head ctxs;		/* all open contexts, ctx_mutex */
 
 	wait_queue_head_t done_wq;	/* GRU_IOC_WAIT sleepers */
+	atomic_t done_events;		/* completion IRQs, for their wake-up */
 	struct workqueue_struct *wq;
 	struct dentry *dbg;
 

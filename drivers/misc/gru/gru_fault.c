@@ -419,6 +419,7 @@ irqreturn_t gru_misc_irq(int irq, void *data)
 		return IRQ_NONE;
 	gru_wr(gdev, GRU_REG_DONE_PENDING, done);
 	gru_wr(gdev, GRU_REG_IRQ_CAUSE, cause);
+	atomic_inc(&gdev->done_events);
 	wake_up_all(&gdev->done_wq);
 	return IRQ_HANDLED;
 }

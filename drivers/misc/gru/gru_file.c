@@ -375,13 +375,10 @@ static int gru_ioc_tlb_probe(struct gru_ctx *ctx, void __user *arg)
 	return copy_to_user(arg, &p, sizeof(p)) ? -EFAULT : 0;
 }
 
-/* Lockless hint for the wait queue; the loop rechecks under ctx_mutex. */
-static bool gru_wait_hint(struct gru_ctx *ctx)
+/* The wake-up condition never touches the device: it may be gone. */
+static bool gru_wait_woken(struct gru_dev *gdev, int seen)
 {
-	int slot = READ_ONCE(ctx->slot);
-
-	return slot < 0 ||
-	       gru_ctx_rd(ctx->gdev, slot, GRU_CTX_STATUS) != GRU_ST_BUSY;
+	return atomic_read(&gdev->done_events) != seen || READ_ONCE(gdev->gone);
 }
 
 static int gru_ioc_wait(struct gru_ctx *ctx, void __user *arg)
@@ -390,12 +387,18 @@ static int gru_ioc_wait(struct gru_ctx *ctx, void __user *arg)
 	unsigned long deadline;
 	struct gru_wait w;
 	long left, rc;
+	int seen;
 	u64 st;
 
 	if (copy_from_user(&w, arg, sizeof(w)))
 		return -EFAULT;
 	deadline = jiffies + msecs_to_jiffies(w.timeout_ms);
 	for (;;) {
+		/*
+		 * Sample the completion count before reading the status, so a
+		 * completion in between ends the sleep below at once.
+		 */
+		seen = atomic_read(&gdev->done_events);
 		mutex_lock(&gdev->ctx_mutex);
 		st = gdev->gone ? GRU_ST_ERROR : gru_ctx_status(ctx);
 		mutex_unlock(&gdev->ctx_mutex);
@@ -404,10 +407,10 @@ static int gru_ioc_wait(struct gru_ctx *ctx, void __user *arg)
 		left = (long)(deadline - jiffies);
 		if (left <= 0)
 			break;
+		left = min_t(long, left, GRU_WAIT_POLL);
 		rc = wait_event_interruptible_timeout(gdev->done_wq,
-						      gru_wait_hint(ctx),
-						      min_t(long, left,
-							    GRU_WAIT_POLL));
+						      gru_wait_woken(gdev, seen),
+						      left);
 		if (rc < 0)
 			return rc;
 	}

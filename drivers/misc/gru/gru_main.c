@@ -290,6 +290,7 @@ static void gru_remove(struct pci_dev *pdev)
 	gdev->gone = true;
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
 	mutex_unlock(&gdev->ctx_mutex);
+	wake_up_all(&gdev->done_wq);
 
 	/* queued misses find no slot and do nothing */
 	destroy_workqueue(gdev->wq);
