@@ -1,0 +1,777 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * gru-bench: TLB-miss latency of the gru-tlb device and its driver, measured
+ * in the guest.  docs/benchmark.md explains every row.
+ *
+ * Each latency row is a series of single-miss instructions.  The device
+ * side ("dev") is the context's last_service_ns after each one: the device's
+ * virtual clock from the miss interrupt being raised to the driver's answer.
+ * The user side ("user") is CLOCK_MONOTONIC around issue + wait, spinning on
+ * the window.  A sample only counts when the per-context counters prove that
+ * exactly one miss happened and that the intended path answered it; others
+ * are dropped and counted, so a row never mixes paths.
+ *
+ * Output: "row:" lines (machine-readable, also written to
+ * DIR/bench-MODE.txt), every sample in DIR/bench-MODE-samples.txt (for the
+ * plot), and a readable table.  MODE names the timing mode of the QEMU run
+ * (icount or mttcg), taken from the guest's kernel command line
+ * (gru.timing=MODE) or -m.  No figure here is a pass/fail criterion: the
+ * exit status only says whether the measurements could be taken.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libgru.h"
+
+#define PAGE		4096UL
+#define HPAGE		(2UL << 20)
+#define BCOPY_LEN	(64UL << 20)
+#define INV_LEN		(1UL << 30)
+#define WAIT_NS		(30ULL * 1000000000ULL)
+#define MAX_ROWS	64
+
+static unsigned int nsamples = 400;
+static unsigned int nreps = 3;
+static const char *outdir = "/results";
+static char mode[32];
+static int quick;
+static int my_cpu, other_cpu = -1;
+static FILE *rows_f, *samples_f;
+static int hard_errors;
+
+struct row {
+	char name[40];
+	char src[8];
+	uint64_t p50, p99, mean;
+	unsigned int count;
+	char extra[96];
+};
+static struct row rows[MAX_ROWS];
+static unsigned int nrows;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "gru-bench: %s: %s\n", what, strerror(err));
+	exit(1);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted series. */
+static uint64_t pct(const uint64_t *v, unsigned int n, unsigned int p)
+{
+	unsigned long r;
+
+	if (!n)
+		return 0;
+	r = ((unsigned long)p * n + 99) / 100;
+	return v[r ? r - 1 : 0];
+}
+
+/*
+ * Record one row: sort, print "row: name mode src p50 p99 count mean extra"
+ * and keep every sample for the plot.  An empty series is still a row
+ * (count 0), with the reason in @extra, so no row silently disappears.
+ */
+static void emit(const char *name, const char *src, uint64_t *v,
+		 unsigned int n, const char *extra)
+{
+	struct row *r;
+	uint64_t sum = 0;
+	unsigned int i;
+
+	qsort(v, n, sizeof(*v), cmp_u64);
+	for (i = 0; i < n; i++) {
+		sum += v[i];
+		if (samples_f)
+			fprintf(samples_f, "%s %s %llu\n", name, src,
+				(unsigned long long)v[i]);
+	}
+	if (nrows >= MAX_ROWS)
+		return;
+	r = &rows[nrows++];
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	snprintf(r->src, sizeof(r->src), "%s", src);
+	r->p50 = pct(v, n, 50);
+	r->p99 = pct(v, n, 99);
+	r->mean = n ? sum / n : 0;
+	r->count = n;
+	snprintf(r->extra, sizeof(r->extra), "%s", extra && *extra ? extra : "-");
+	printf("row: %s %s %s %llu %llu %u %llu %s\n", r->name, mode, r->src,
+	       (unsigned long long)r->p50, (unsigned long long)r->p99,
+	       r->count, (unsigned long long)r->mean, r->extra);
+	if (rows_f)
+		fprintf(rows_f, "row: %s %s %s %llu %llu %u %llu %s\n", r->name,
+			mode, r->src, (unsigned long long)r->p50,
+			(unsigned long long)r->p99, r->count,
+			(unsigned long long)r->mean, r->extra);
+	fflush(stdout);
+}
+
+/*
+ * Wait for the instruction by spinning on STATUS: gru_wait() backs off into
+ * sleeps, which would quantize the user-side figures.  Each STATUS read is
+ * an MMIO exit, slow under TCG, so the pure spin is bounded in time, not in
+ * reads; after it every poll yields, so a worker queued on this CPU runs.
+ */
+#define SPIN_NS		20000ULL
+
+static uint64_t spin_wait(struct gru_ctx *c)
+{
+	uint64_t st, t, t0 = now_ns();
+
+	for (;;) {
+		st = c->win[GRU_WIN_STATUS / 8];
+		if (st == GRU_ST_CALLOS && (c->opt_flags & GRU_OPT_CALLOS)) {
+			if (gru_call_os(c, NULL))
+				return st;
+			continue;
+		}
+		if (st != GRU_ST_BUSY)
+			return st;
+		t = now_ns() - t0;
+		if (t < SPIN_NS)
+			continue;
+		if (t > WAIT_NS) {
+			fprintf(stderr, "gru-bench: instruction still BUSY after 30 s\n");
+			return st;
+		}
+		sched_yield();
+	}
+}
+
+/* Issue with an explicit interrupt target, as libgru would with its hint. */
+static int issue(struct gru_ctx *c, struct gru_insn *in, int hint_cpu)
+{
+	in->raw_op = GRU_OP_ENCODE(in->opcode, in->flags | GRU_IF_CPU_HINT,
+				   hint_cpu);
+	return gru_issue(c, in);
+}
+
+static void set_opts(struct gru_ctx *c, uint32_t flags, uint32_t fill,
+		     uint32_t batch, int *ok)
+{
+	struct gru_ctx_opts o = { .flags = flags, .fill_mode = fill,
+				  .batch = batch };
+	int ret = gru_set_opts(c, &o);
+
+	*ok = !ret;
+	if (ret)
+		fprintf(stderr, "gru-bench: set_opts(flags %#x, fill %u, batch %u): %s\n",
+			flags, fill, batch, strerror(-ret));
+}
+
+static void stats(struct gru_ctx *c, struct gru_ctx_stats *st)
+{
+	int ret = gru_stats(c, st);
+
+	if (ret)
+		die("GRU_IOC_STATS", -ret);
+}
+
+static uint64_t stat_at(const struct gru_ctx_stats *st, size_t off)
+{
+	return *(const uint64_t *)((const char *)st + off);
+}
+
+static char *map_region(size_t len, size_t align, int thp)
+{
+	char *p, *a;
+
+	p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap", errno);
+	a = align ? (char *)(((uintptr_t)p + align - 1) & ~(align - 1)) : p;
+	if (madvise(a, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) && thp)
+		fprintf(stderr, "gru-bench: MADV_HUGEPAGE: %s\n", strerror(errno));
+	return a;
+}
+
+enum prep { PREP_PRESENT, PREP_UNTOUCHED, PREP_COW };
+
+struct miss_spec {
+	const char *name;
+	uint32_t flags;		/* GRU_OPT_* */
+	uint32_t fill;		/* enum gru_fill_mode */
+	uint8_t opc;		/* LOAD or STORE */
+	enum prep prep;
+	size_t path_off;	/* counter that must rise by one */
+	uint64_t want_st;	/* GRU_ST_DONE, or ERROR for the floor */
+	int hint;		/* CPU the fault interrupt is aimed at */
+};
+
+/*
+ * One latency row pair (dev, user): every sample is a single instruction on
+ * a page the device TLB has never held, so it misses exactly once.
+ */
+static void miss_row(struct gru_ctx *c, const struct miss_spec *s)
+{
+	size_t len = (size_t)nsamples * PAGE;
+	uint64_t *dev = calloc(nsamples, sizeof(*dev));
+	uint64_t *usr = calloc(nsamples, sizeof(*usr));
+	struct gru_ctx_stats a, b;
+	unsigned int i, n = 0, dropped = 0;
+	uint64_t retries = 0;
+	char extra[96];
+	pid_t child = -1;
+	int ok;
+	char *buf;
+
+	if (!dev || !usr)
+		die("calloc", ENOMEM);
+	if (s->hint < 0) {
+		snprintf(extra, sizeof(extra), "n/a:needs_2_cpus");
+		emit(s->name, "dev", dev, 0, extra);
+		emit(s->name, "user", usr, 0, extra);
+		goto out_free;
+	}
+	set_opts(c, s->flags, s->fill, 0, &ok);
+	if (!ok) {
+		snprintf(extra, sizeof(extra), "n/a:fill_mode_%u_refused", s->fill);
+		emit(s->name, "dev", dev, 0, extra);
+		emit(s->name, "user", usr, 0, extra);
+		goto out_free;
+	}
+	buf = map_region(len, 0, 0);
+	if (s->prep != PREP_UNTOUCHED)
+		for (i = 0; i < nsamples; i++)
+			buf[(size_t)i * PAGE] = 1;
+	if (s->prep == PREP_COW) {
+		/* a live child shares every page, so a write must copy */
+		child = fork();
+		if (child < 0)
+			die("fork", errno);
+		if (!child) {
+			for (;;)
+				pause();
+		}
+	}
+	for (i = 0; i < nsamples; i++) {
+		struct gru_insn in = {
+			.opcode = s->opc,
+			.addr = (uintptr_t)(buf + (size_t)i * PAGE),
+			.op0 = i,
+		};
+		uint64_t t0, t1, st;
+		int ret;
+
+		stats(c, &a);
+		t0 = now_ns();
+		ret = issue(c, &in, s->hint);
+		st = ret ? GRU_ST_IDLE : spin_wait(c);
+		t1 = now_ns();
+		stats(c, &b);
+		if (ret || st == GRU_ST_BUSY || st == GRU_ST_CALLOS) {
+			fprintf(stderr, "gru-bench: %s: sample %u: issue %d, status %s\n",
+				s->name, i, ret, gru_status_name(st));
+			hard_errors++;
+			break;
+		}
+		if (st != s->want_st || b.faults - a.faults != 1 ||
+		    stat_at(&b, s->path_off) - stat_at(&a, s->path_off) != 1) {
+			dropped++;
+			continue;
+		}
+		retries += b.retries - a.retries;
+		dev[n] = b.last_service_ns;
+		usr[n] = t1 - t0;
+		n++;
+	}
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
+	munmap(buf, len);
+	snprintf(extra, sizeof(extra), "dropped=%u,retries=%llu,irq_cpu=%d",
+		 dropped, (unsigned long long)retries, s->hint);
+	if (s->flags & GRU_OPT_CALLOS)
+		/*
+		 * The device clock stops when the IRQ defers to call-OS, and
+		 * the driver does not record that answer in last_service_ns:
+		 * the value read would belong to an earlier miss.
+		 */
+		emit(s->name, "dev", dev, 0, "n/a:no_device_time_for_callos");
+	else
+		emit(s->name, "dev", dev, n, extra);
+	emit(s->name, "user", usr, n, extra);
+out_free:
+	free(dev);
+	free(usr);
+}
+
+/* Latency of instructions that hit (and of a NOP): user side only. */
+static void hit_rows(struct gru_ctx *c)
+{
+	uint64_t *v = calloc(nsamples, sizeof(*v));
+	struct gru_ctx_stats a, b;
+	unsigned int i, n = 0, dropped = 0;
+	char extra[64];
+	uint64_t *w;
+	int ok, pass;
+
+	if (!v)
+		die("calloc", ENOMEM);
+	set_opts(c, 0, GRU_FILL_IRQ, 0, &ok);
+	w = (uint64_t *)map_region(PAGE, 0, 0);
+	w[0] = 42;
+	for (pass = 0; pass < 2; pass++) {
+		struct gru_insn in = {
+			.opcode = pass ? GRU_OPC_LOAD : GRU_OPC_NOP,
+			.addr = (uintptr_t)w,
+		};
+
+		n = dropped = 0;
+		/* the first LOAD fills the entry; it is not a sample */
+		if (pass && (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE))
+			hard_errors++;
+		stats(c, &a);
+		for (i = 0; i < nsamples; i++) {
+			uint64_t t0, t1, st;
+
+			t0 = now_ns();
+			st = issue(c, &in, my_cpu) ? GRU_ST_IDLE : spin_wait(c);
+			t1 = now_ns();
+			if (st != GRU_ST_DONE) {
+				hard_errors++;
+				break;
+			}
+			v[n++] = t1 - t0;
+		}
+		stats(c, &b);
+		/* a hit row with misses in it would be a lie: say so */
+		dropped = b.faults - a.faults;
+		snprintf(extra, sizeof(extra), "faults_during=%u", dropped);
+		emit(pass ? "hit_load" : "nop", "user", v, n, extra);
+	}
+	munmap(w, PAGE);
+	free(v);
+}
+
+/*
+ * Sequential LOADs over present 4 KiB pages from a cold TLB, one per page,
+ * with batched drop-ins off and on: the mean per page and the miss count
+ * show what the neighbours bought.
+ */
+static void batch_rows(struct gru_ctx *c)
+{
+	static const unsigned int batches[] = { 0, 16 };
+	size_t len = (size_t)nsamples * PAGE;
+	uint64_t *v = calloc(nsamples, sizeof(*v));
+	struct gru_ctx_stats a, b;
+	unsigned int i, k, n;
+	char extra[96], name[32];
+	int ok;
+
+	if (!v)
+		die("calloc", ENOMEM);
+	for (k = 0; k < 2; k++) {
+		char *buf = map_region(len, 0, 0);
+
+		for (i = 0; i < nsamples; i++)
+			buf[(size_t)i * PAGE] = 1;
+		set_opts(c, 0, GRU_FILL_IRQ, batches[k], &ok);
+		stats(c, &a);
+		for (i = n = 0; ok && i < nsamples; i++) {
+			struct gru_insn in = {
+				.opcode = GRU_OPC_LOAD,
+				.addr = (uintptr_t)(buf + (size_t)i * PAGE),
+			};
+			uint64_t t0, t1, st;
+
+			t0 = now_ns();
+			st = issue(c, &in, my_cpu) ? GRU_ST_IDLE : spin_wait(c);
+			t1 = now_ns();
+			if (st != GRU_ST_DONE) {
+				hard_errors++;
+				break;
+			}
+			v[n++] = t1 - t0;
+		}
+		stats(c, &b);
+		snprintf(name, sizeof(name), "seq_load_batch%u", batches[k] ? batches[k] : 1);
+		snprintf(extra, sizeof(extra), "faults=%llu,fill_batch=%llu",
+			 (unsigned long long)(b.faults - a.faults),
+			 (unsigned long long)(b.fill_batch - a.fill_batch));
+		emit(name, "user", v, n, ok ? extra : "n/a:batch_refused");
+		munmap(buf, len);
+	}
+	set_opts(c, 0, GRU_FILL_IRQ, 0, &ok);
+	free(v);
+}
+
+/*
+ * Streaming BCOPY of 64 MiB: cold (a context just opened, so nothing of this
+ * process is in the device TLB; checked by a TLB probe) and warm (the same
+ * copy again at once).  With 4 KiB pages 64 MiB is far beyond the TLB's
+ * reach, with THP it fits: that is what the cold:warm ratio shows.
+ */
+static void bcopy_rows(struct gru_ctx *c, int thp, unsigned int batch)
+{
+	char *src = map_region(BCOPY_LEN, HPAGE, thp);
+	char *dst = map_region(BCOPY_LEN, HPAGE, thp);
+	uint64_t cold[16], warm[16], cfaults = 0, wfaults = 0, coldhits = 0;
+	struct gru_ctx_stats a, b;
+	struct gru_tlb_probe pr = { 0 };
+	unsigned int r, n = 0, shift = 0;
+	char name[40], extra[96];
+	const char *pg = thp ? "thp" : "4k";
+	int ok, ret;
+
+	memset(src, 0x5a, BCOPY_LEN);
+	memset(dst, 0, BCOPY_LEN);
+	for (r = 0; r < nreps && r < 16; r++) {
+		struct gru_insn in = {
+			.opcode = GRU_OPC_BCOPY,
+			.addr = (uintptr_t)dst,
+			.src = (uintptr_t)src,
+			.len = BCOPY_LEN,
+		};
+		uint64_t t0, t1, st;
+		int pass;
+
+		gru_close(c);
+		ret = gru_open(c, 0);
+		if (ret)
+			die("reopen /dev/gru", -ret);
+		set_opts(c, 0, GRU_FILL_IRQ, batch, &ok);
+		if (!gru_tlb_probe(c, (uintptr_t)src, &pr) && pr.hit)
+			coldhits++;
+		for (pass = 0; pass < 2; pass++) {
+			stats(c, &a);
+			t0 = now_ns();
+			st = issue(c, &in, my_cpu) ? GRU_ST_IDLE : spin_wait(c);
+			t1 = now_ns();
+			stats(c, &b);
+			if (st != GRU_ST_DONE) {
+				fprintf(stderr, "gru-bench: BCOPY %s: status %s\n",
+					pg, gru_status_name(st));
+				hard_errors++;
+				goto out;
+			}
+			if (pass) {
+				warm[n] = t1 - t0;
+				wfaults += b.faults - a.faults;
+			} else {
+				cold[n] = t1 - t0;
+				cfaults += b.faults - a.faults;
+			}
+		}
+		n++;
+	}
+	if (!gru_tlb_probe(c, (uintptr_t)src + BCOPY_LEN - PAGE, &pr) && pr.hit)
+		shift = pr.size_shift;
+out:
+	snprintf(name, sizeof(name), "bcopy64m_%s_cold%s", pg, batch ? "_batch16" : "");
+	snprintf(extra, sizeof(extra), "faults=%llu,entry_shift=%u,cold_probe_hits=%llu",
+		 (unsigned long long)(n ? cfaults / n : 0), shift,
+		 (unsigned long long)coldhits);
+	emit(name, "user", cold, n, extra);
+	if (!batch) {
+		snprintf(name, sizeof(name), "bcopy64m_%s_warm", pg);
+		snprintf(extra, sizeof(extra), "faults=%llu,entry_shift=%u",
+			 (unsigned long long)(n ? wfaults / n : 0), shift);
+		emit(name, "user", warm, n, extra);
+	}
+	munmap(src, BCOPY_LEN);
+	munmap(dst, BCOPY_LEN);
+}
+
+/*
+ * munmap and mprotect of 1 GiB of populated 4 KiB pages, in a child of its
+ * own: without a context its mm has no notifier of ours at all; with one, a
+ * context is open and has translations in the range.  Results travel back
+ * through a shared page.
+ */
+static void inval_child(int live, uint64_t *res)
+{
+	struct gru_ctx c;
+	unsigned int r, i;
+	int ret, ok;
+
+	if (live) {
+		ret = gru_open(&c, 0);
+		if (ret)
+			_exit(2);
+		set_opts(&c, 0, GRU_FILL_IRQ, 0, &ok);
+	}
+	for (r = 0; r < nreps && r < 16; r++) {
+		char *p = mmap(NULL, INV_LEN, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		uint64_t t0;
+
+		if (p == MAP_FAILED)
+			_exit(3);
+		madvise(p, INV_LEN, MADV_NOHUGEPAGE);
+		for (i = 0; i < INV_LEN / PAGE; i++)
+			p[(size_t)i * PAGE] = 1;
+		if (live) {
+			/* translations spread over the whole range */
+			for (i = 0; i < 64; i++) {
+				struct gru_insn in = {
+					.opcode = GRU_OPC_LOAD,
+					.addr = (uintptr_t)(p + (size_t)i * (INV_LEN / 64)),
+				};
+
+				if (issue(&c, &in, my_cpu) || spin_wait(&c) != GRU_ST_DONE)
+					_exit(4);
+			}
+		}
+		t0 = now_ns();
+		if (mprotect(p, INV_LEN, PROT_READ))
+			_exit(5);
+		res[r] = now_ns() - t0;
+		mprotect(p, INV_LEN, PROT_READ | PROT_WRITE);
+		t0 = now_ns();
+		munmap(p, INV_LEN);
+		res[16 + r] = now_ns() - t0;
+	}
+	if (live) {
+		struct gru_ctx_stats st;
+
+		gru_stats(&c, &st);
+		res[32] = st.invalidations;
+		gru_close(&c);
+	}
+	_exit(0);
+}
+
+static void inval_rows(void)
+{
+	uint64_t *res = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	unsigned int n = nreps < 16 ? nreps : 16;
+	char extra[64];
+	int live, status;
+	pid_t pid;
+
+	if (res == MAP_FAILED)
+		die("mmap", errno);
+	for (live = 0; live < 2; live++) {
+		memset(res, 0, PAGE);
+		fflush(NULL);
+		pid = fork();
+		if (pid < 0)
+			die("fork", errno);
+		if (!pid)
+			inval_child(live, res);
+		waitpid(pid, &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "gru-bench: invalidation child (%s) failed: status %#x\n",
+				live ? "live context" : "no context", status);
+			hard_errors++;
+			continue;
+		}
+		snprintf(extra, sizeof(extra), live ? "device_invalidations=%llu" : "no_context",
+			 (unsigned long long)res[32]);
+		emit(live ? "mprotect_1g_ctx" : "mprotect_1g_noctx", "user", res, n, extra);
+		emit(live ? "munmap_1g_ctx" : "munmap_1g_noctx", "user", res + 16, n, extra);
+	}
+	munmap(res, PAGE);
+}
+
+static void pick_mode(void)
+{
+	char line[4096], *p;
+	FILE *f;
+
+	if (*mode)
+		return;
+	f = fopen("/proc/cmdline", "r");
+	if (f && fgets(line, sizeof(line), f)) {
+		p = strstr(line, "gru.timing=");
+		if (p) {
+			p += strlen("gru.timing=");
+			snprintf(mode, sizeof(mode), "%.*s", (int)strcspn(p, " \n"), p);
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!*mode)
+		snprintf(mode, sizeof(mode), "%s",
+			 sysconf(_SC_NPROCESSORS_ONLN) > 1 ? "mttcg" : "tcg1");
+}
+
+static void table(void)
+{
+	unsigned int i;
+
+	printf("\ngru-bench results, timing mode %s (ns; dev = device clock, user = clock_gettime)\n",
+	       mode);
+	printf("%-26s %-4s %12s %12s %12s %6s  %s\n", "row", "src", "p50", "p99",
+	       "mean", "count", "notes");
+	for (i = 0; i < nrows; i++) {
+		struct row *r = &rows[i];
+
+		if (!strncmp(r->name, "bcopy", 5) && r->p50)
+			printf("%-26s %-4s %12llu %12llu %12llu %6u  %s,MiB/s=%.1f\n",
+			       r->name, r->src, (unsigned long long)r->p50,
+			       (unsigned long long)r->p99,
+			       (unsigned long long)r->mean, r->count, r->extra,
+			       (double)BCOPY_LEN / (1 << 20) / ((double)r->p50 / 1e9));
+		else
+			printf("%-26s %-4s %12llu %12llu %12llu %6u  %s\n", r->name,
+			       r->src, (unsigned long long)r->p50,
+			       (unsigned long long)r->p99,
+			       (unsigned long long)r->mean, r->count, r->extra);
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: gru-bench [-n samples] [-r reps] [-o dir] [-m mode] [-q]\n"
+		"  -n  samples per latency row (default %u)\n"
+		"  -r  repetitions of the 64 MiB copies and 1 GiB invalidations (default %u)\n"
+		"  -o  where bench-MODE.txt and bench-MODE-samples.txt go (default %s)\n"
+		"  -m  timing-mode label (default: gru.timing= on the kernel command line,\n"
+		"      else mttcg with more than one CPU)\n"
+		"  -q  quick: skip the 64 MiB copies and the 1 GiB invalidations\n",
+		nsamples, nreps, outdir);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct gru_ctx c;
+	struct gru_info info;
+	cpu_set_t set;
+	char path[512];
+	long ncpu;
+	int opt, ret, cpu;
+
+	while ((opt = getopt(argc, argv, "n:r:o:m:qh")) != -1) {
+		switch (opt) {
+		case 'n': nsamples = strtoul(optarg, NULL, 0); break;
+		case 'r': nreps = strtoul(optarg, NULL, 0); break;
+		case 'o': outdir = optarg; break;
+		case 'm': snprintf(mode, sizeof(mode), "%s", optarg); break;
+		case 'q': quick = 1; break;
+		default: usage();
+		}
+	}
+	if (!nsamples || !nreps || nreps > 16)
+		usage();
+	pick_mode();
+
+	/* stay on one CPU, so "this CPU" and "another CPU" stay what they say */
+	cpu = sched_getcpu();
+	my_cpu = cpu < 0 ? 0 : cpu;
+	CPU_ZERO(&set);
+	CPU_SET(my_cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		die("sched_setaffinity", errno);
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu > 1)
+		other_cpu = (my_cpu + 1) % ncpu;
+
+	ret = gru_open(&c, 0);
+	if (ret) {
+		fprintf(stderr, "gru-bench: cannot open %s: %s (is gru_tlb loaded?)\n",
+			GRU_DEV_PATH, strerror(-ret));
+		return 1;
+	}
+	gru_info(&c, &info);
+
+	mkdir(outdir, 0755);
+	snprintf(path, sizeof(path), "%s/bench-%s.txt", outdir, mode);
+	rows_f = fopen(path, "w");
+	snprintf(path, sizeof(path), "%s/bench-%s-samples.txt", outdir, mode);
+	samples_f = fopen(path, "w");
+	if (!rows_f || !samples_f)
+		fprintf(stderr, "gru-bench: cannot write under %s: %s (printing only)\n",
+			outdir, strerror(errno));
+
+	printf("meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
+	       mode, ncpu, my_cpu, other_cpu, nsamples, nreps, info.tlb_sets,
+	       info.tlb_ways, info.vectors);
+	if (rows_f)
+		fprintf(rows_f, "meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
+			mode, ncpu, my_cpu, other_cpu, nsamples, nreps,
+			info.tlb_sets, info.tlb_ways, info.vectors);
+	printf("# row: name mode src p50_ns p99_ns count mean_ns notes\n");
+	fflush(stdout);
+
+	{
+		const struct miss_spec specs[] = {
+		{ "floor_same_cpu", GRU_OPT_NULL_FILL, GRU_FILL_IRQ, GRU_OPC_LOAD,
+		  PREP_PRESENT, offsetof(struct gru_ctx_stats, fill_null),
+		  GRU_ST_ERROR, my_cpu },
+		{ "floor_other_cpu", GRU_OPT_NULL_FILL, GRU_FILL_IRQ, GRU_OPC_LOAD,
+		  PREP_PRESENT, offsetof(struct gru_ctx_stats, fill_null),
+		  GRU_ST_ERROR, other_cpu },
+		{ "irq_fast_path", 0, GRU_FILL_IRQ, GRU_OPC_LOAD, PREP_PRESENT,
+		  offsetof(struct gru_ctx_stats, fill_irq), GRU_ST_DONE, my_cpu },
+		{ "irq_fast_path_other_cpu", 0, GRU_FILL_IRQ, GRU_OPC_LOAD,
+		  PREP_PRESENT, offsetof(struct gru_ctx_stats, fill_irq),
+		  GRU_ST_DONE, other_cpu },
+		{ "worker_first_touch", 0, GRU_FILL_IRQ, GRU_OPC_STORE,
+		  PREP_UNTOUCHED, offsetof(struct gru_ctx_stats, fill_worker),
+		  GRU_ST_DONE, my_cpu },
+		{ "worker_cow", 0, GRU_FILL_IRQ, GRU_OPC_STORE, PREP_COW,
+		  offsetof(struct gru_ctx_stats, fill_worker), GRU_ST_DONE, my_cpu },
+		{ "worker_present", 0, GRU_FILL_WORKER, GRU_OPC_LOAD, PREP_PRESENT,
+		  offsetof(struct gru_ctx_stats, fill_worker), GRU_ST_DONE, my_cpu },
+		{ "callos_first_touch", GRU_OPT_CALLOS, GRU_FILL_IRQ, GRU_OPC_STORE,
+		  PREP_UNTOUCHED, offsetof(struct gru_ctx_stats, fill_callos),
+		  GRU_ST_DONE, my_cpu },
+		{ "pinned", 0, GRU_FILL_PINNED, GRU_OPC_LOAD, PREP_PRESENT,
+		  offsetof(struct gru_ctx_stats, fill_pinned), GRU_ST_DONE, my_cpu },
+		{ "hmm", 0, GRU_FILL_HMM, GRU_OPC_LOAD, PREP_PRESENT,
+		  offsetof(struct gru_ctx_stats, fill_hmm), GRU_ST_DONE, my_cpu },
+		};
+		unsigned int i;
+
+		for (i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+			fprintf(stderr, "gru-bench: %s (%u samples)\n", specs[i].name, nsamples);
+			miss_row(&c, &specs[i]);
+		}
+	}
+	fprintf(stderr, "gru-bench: hits, NOP\n");
+	hit_rows(&c);
+	fprintf(stderr, "gru-bench: batched drop-ins off/on\n");
+	batch_rows(&c);
+	if (!quick) {
+		fprintf(stderr, "gru-bench: BCOPY 64 MiB, 4 KiB pages\n");
+		bcopy_rows(&c, 0, 0);
+		bcopy_rows(&c, 0, 16);
+		fprintf(stderr, "gru-bench: BCOPY 64 MiB, THP\n");
+		bcopy_rows(&c, 1, 0);
+		fprintf(stderr, "gru-bench: munmap/mprotect 1 GiB\n");
+		inval_rows();
+	}
+	gru_close(&c);
+	table();
+	if (rows_f)
+		fclose(rows_f);
+	if (samples_f)
+		fclose(samples_f);
+	if (hard_errors)
+		fprintf(stderr, "gru-bench: %d measurement(s) could not be taken (see above)\n",
+			hard_errors);
+	return hard_errors ? 1 : 0;
+}
