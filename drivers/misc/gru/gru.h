@@ -109,10 +109,10 @@ enum gru_dstat {
 
 struct gru_ctx;
 
-/**
- * struct gru_dev - one PCI function
- * @mn_ops: a per-device copy of the notifier ops, so that
- *	mmu_notifier_get() yields one gru_mm per (device, mm)
+/*
+ * struct gru_dev - one PCI function.  mn_ops is a per-device copy of the
+ * notifier ops, so that mmu_notifier_get() yields one gru_mm per
+ * (device, mm).
  */
 struct gru_dev {
 	struct pci_dev *pdev;
@@ -152,23 +152,19 @@ struct gru_dev {
 	atomic64_t hist[GRU_HIST_BUCKETS];
 };
 
-/**
- * struct gru_mm - per (device, mm) state: the race protocol lives here
- * @lock: irq-safe; protects seq, inflight, asid, asid_gen, released
- * @seq: bumped by every invalidation start (and ASID change)
- * @inflight: invalidations between start and end
- * @ctxs: contexts of this mm on this device (ctx_mutex)
+/*
+ * struct gru_mm - per (device, mm) state: the race protocol lives here.
  */
 struct gru_mm {
 	struct mmu_notifier mn;
 	struct gru_dev *gdev;		/* holds a kref once set */
-	spinlock_t lock;
-	unsigned long seq;
-	int inflight;
+	spinlock_t lock;		/* irq-safe: seq .. released */
+	unsigned long seq;		/* bumped by invalidations, ASID changes */
+	int inflight;			/* invalidations between start and end */
 	u16 asid;
 	u32 asid_gen;
 	bool released;
-	struct list_head ctxs;
+	struct list_head ctxs;		/* this mm's contexts (ctx_mutex) */
 	wait_queue_head_t inv_wq;	/* woken when inflight drops to 0 */
 	atomic64_t invalidations;
 	struct xarray pins;		/* GRU_FILL_PINNED: va >> PAGE_SHIFT */
@@ -180,29 +176,26 @@ struct gru_saved {
 	u64 status, error, result, exc_va, exc_info;
 };
 
-/**
- * struct gru_ctx - one open() of /dev/gru
- * @slot: hardware context, -1 when unloaded (ctx_mutex; READ_ONCE in IRQ)
- * @dead: the mm is gone or the file is closing (gru_mm.lock)
- * @mapping: per-context address_space so a steal can zap exactly this
- *	context's window with unmap_mapping_range()
- * @pend_va, @pend_info: the miss handed to the worker or to call-OS
+/*
+ * struct gru_ctx - one open() of /dev/gru.  It has its own address_space
+ * so that a steal can zap exactly this context's window with
+ * unmap_mapping_range().
  */
 struct gru_ctx {
 	struct gru_dev *gdev;
 	struct gru_mm *gmm;
-	struct mm_struct *mm;
+	struct mm_struct *mm;		/* mmgrab()bed opener's mm */
 	struct address_space mapping;
 	struct list_head mm_node;	/* gru_mm.ctxs */
 	struct list_head dev_node;	/* gru_dev.ctxs */
-	int slot;
-	bool dead;
+	int slot;			/* -1 unloaded; ctx_mutex, READ_ONCE */
+	bool dead;			/* mm gone or closing (gru_mm.lock) */
 	bool mapped;
 	unsigned int id;
 	struct gru_ctx_opts opts;
 	struct gru_saved saved;
 	struct work_struct work;
-	u64 pend_va;
+	u64 pend_va;			/* the miss handed to worker/call-OS */
 	u64 pend_info;
 	bool callos_pending;
 	u64 last_service_ns;

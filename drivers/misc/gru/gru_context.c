@@ -19,6 +19,8 @@
  *
  * An ASID of an older generation may have been handed to another mm; all
  * its entries were removed by the wrap's GRU_INV_ALL.
+ *
+ * Return: true if @gmm has an ASID of the current generation.
  */
 bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm)
 {

@@ -384,6 +384,8 @@ static void gru_service_slot(struct gru_dev *gdev, int slot)
  * Every fault vector may see every pending bit; the claim bit makes one
  * handler serve a slot.  A slot that misses again after our command raises
  * a new interrupt, so skipping a claimed slot loses nothing.
+ *
+ * Return: IRQ_HANDLED, or IRQ_NONE if no fault was pending.
  */
 irqreturn_t gru_fault_irq(int irq, void *data)
 {
@@ -407,6 +409,8 @@ irqreturn_t gru_fault_irq(int irq, void *data)
  * gru_misc_irq() - vector 0: completions and errors; wakes GRU_IOC_WAIT
  * @irq: the IRQ
  * @data: the gru_dev
+ *
+ * Return: IRQ_HANDLED, or IRQ_NONE if nothing was pending.
  */
 irqreturn_t gru_misc_irq(int irq, void *data)
 {
