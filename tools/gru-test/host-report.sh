@@ -129,13 +129,30 @@ for f in "${rowfiles[@]}"; do
 done
 [ "${#modes[@]}" -gt 0 ] || die "no samples to plot"
 
+# The same series gets the same line in every panel.
+colour() {
+	case "$1" in
+	floor_same_cpu) echo '#000000' ;; floor_other_cpu) echo '#777777' ;;
+	irq_fast_path) echo '#d62728' ;; irq_fast_path_other_cpu) echo '#ff9896' ;;
+	worker_first_touch) echo '#1f77b4' ;; worker_cow) echo '#17becf' ;;
+	worker_present) echo '#9467bd' ;; callos_first_touch) echo '#8c564b' ;;
+	pinned) echo '#ff7f0e' ;; hmm) echo '#2ca02c' ;;
+	hit_load) echo '#e377c2' ;; nop) echo '#bcbd22' ;; *) echo '#333333' ;;
+	esac
+}
+dashes() {
+	case "$1" in
+	floor_*|nop|hit_load) echo 2 ;; *) echo 1 ;;
+	esac
+}
+
 {
 	echo "set terminal pngcairo size 1400,$((520 * ${#modes[@]})) font 'sans,10'"
 	echo "set output '$plot'"
 	echo "set multiplot layout ${#modes[@]},2"
 	echo "set logscale x"
 	echo "set grid"
-	echo "set key bottom right font ',8'"
+	echo "set key outside right top font ',9'"
 	echo "set ylabel 'fraction of samples'"
 	echo "set yrange [0:1]"
 	for m in "${modes[@]}"; do
@@ -146,7 +163,7 @@ done
 			for d in "$tmp/$m".*."$src".dat; do
 				[ -s "$d" ] || continue
 				name=$(basename "$d" ".$src.dat"); name=${name#"$m".}
-				parts+=("'$d' using 1:2 with lines lw 2 title '${name//_/ }'")
+				parts+=("'$d' using 1:2 with lines lw 2 lc rgb '$(colour "$name")' dt $(dashes "$name") title '${name//_/ }'")
 			done
 			if [ "${#parts[@]}" = 0 ]; then
 				echo "set label 1 'no samples' at graph 0.4,0.5"
