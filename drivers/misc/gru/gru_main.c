@@ -33,7 +33,6 @@ static void gru_dev_release(struct kref *ref)
 {
 	struct gru_dev *gdev = container_of(ref, struct gru_dev, ref);
 
-	ida_free(&gru_ida, gdev->index);
 	kfree(gdev);
 }
 
@@ -256,6 +255,7 @@ err_regions:
 err_disable:
 	pci_disable_device(pdev);
 err_put:
+	ida_free(&gru_ida, gdev->index);
 	gru_dev_put(gdev);
 	return ret;
 }
@@ -272,6 +272,8 @@ static void gru_remove(struct pci_dev *pdev)
 	unsigned long flags;
 
 	misc_deregister(&gdev->misc);
+	/* the name is free again although open files keep gdev alive */
+	ida_free(&gru_ida, gdev->index);
 	gru_debugfs_remove_dev(gdev);
 
 	mutex_lock(&gdev->ctx_mutex);
