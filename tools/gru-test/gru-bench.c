@@ -40,6 +40,7 @@
 #define INV_LEN		(1UL << 30)
 #define WAIT_NS		(30ULL * 1000000000ULL)
 #define MAX_ROWS	64
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
 static unsigned int nsamples = 400;
 static unsigned int nreps = 3;
@@ -57,6 +58,7 @@ struct row {
 	unsigned int count;
 	char extra[96];
 };
+
 static struct row rows[MAX_ROWS];
 static unsigned int nrows;
 
@@ -100,6 +102,7 @@ static uint64_t pct(const uint64_t *v, unsigned int n, unsigned int p)
 static void emit(const char *name, const char *src, uint64_t *v,
 		 unsigned int n, const char *extra)
 {
+	char line[256];
 	struct row *r;
 	uint64_t sum = 0;
 	unsigned int i;
@@ -121,14 +124,13 @@ static void emit(const char *name, const char *src, uint64_t *v,
 	r->mean = n ? sum / n : 0;
 	r->count = n;
 	snprintf(r->extra, sizeof(r->extra), "%s", extra && *extra ? extra : "-");
-	printf("row: %s %s %s %llu %llu %u %llu %s\n", r->name, mode, r->src,
-	       (unsigned long long)r->p50, (unsigned long long)r->p99,
-	       r->count, (unsigned long long)r->mean, r->extra);
+	snprintf(line, sizeof(line), "row: %s %s %s %llu %llu %u %llu %s\n",
+		 r->name, mode, r->src, (unsigned long long)r->p50,
+		 (unsigned long long)r->p99, r->count,
+		 (unsigned long long)r->mean, r->extra);
+	fputs(line, stdout);
 	if (rows_f)
-		fprintf(rows_f, "row: %s %s %s %llu %llu %u %llu %s\n", r->name,
-			mode, r->src, (unsigned long long)r->p50,
-			(unsigned long long)r->p99, r->count,
-			(unsigned long long)r->mean, r->extra);
+		fputs(line, rows_f);
 	fflush(stdout);
 }
 
@@ -181,7 +183,7 @@ static void set_opts(struct gru_ctx *c, uint32_t flags, uint32_t fill,
 
 	*ok = !ret;
 	if (ret)
-		fprintf(stderr, "gru-bench: set_opts(flags %#x, fill %u, batch %u): %s\n",
+		fprintf(stderr, "gru-bench: GRU_IOC_SET_OPTS(flags %#x, fill %u, batch %u): %s\n",
 			flags, fill, batch, strerror(-ret));
 }
 
@@ -345,7 +347,7 @@ static void hit_rows(struct gru_ctx *c)
 			.addr = (uintptr_t)w,
 		};
 
-		n = dropped = 0;
+		n = 0;
 		/* the first LOAD fills the entry; it is not a sample */
 		if (pass && (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE))
 			hard_errors++;
@@ -606,7 +608,8 @@ static void pick_mode(void)
 		p = strstr(line, "gru.timing=");
 		if (p) {
 			p += strlen("gru.timing=");
-			snprintf(mode, sizeof(mode), "%.*s", (int)strcspn(p, " \n"), p);
+			snprintf(mode, sizeof(mode), "%.*s",
+				 (int)strcspn(p, " \n"), p);
 		}
 	}
 	if (f)
@@ -620,8 +623,8 @@ static void table(void)
 {
 	unsigned int i;
 
-	printf("\ngru-bench results, timing mode %s (ns; dev = device clock, user = clock_gettime)\n",
-	       mode);
+	printf("\ngru-bench results, timing mode %s\n", mode);
+	printf("(ns; dev = device clock, user = clock_gettime)\n");
 	printf("%-26s %-4s %12s %12s %12s %6s  %s\n", "row", "src", "p50", "p99",
 	       "mean", "count", "notes");
 	for (i = 0; i < nrows; i++) {
@@ -660,18 +663,29 @@ int main(int argc, char **argv)
 	struct gru_ctx c;
 	struct gru_info info;
 	cpu_set_t set;
-	char path[512];
+	char path[512], line[256];
 	long ncpu;
 	int opt, ret, cpu;
 
 	while ((opt = getopt(argc, argv, "n:r:o:m:qh")) != -1) {
 		switch (opt) {
-		case 'n': nsamples = strtoul(optarg, NULL, 0); break;
-		case 'r': nreps = strtoul(optarg, NULL, 0); break;
-		case 'o': outdir = optarg; break;
-		case 'm': snprintf(mode, sizeof(mode), "%s", optarg); break;
-		case 'q': quick = 1; break;
-		default: usage();
+		case 'n':
+			nsamples = strtoul(optarg, NULL, 0);
+			break;
+		case 'r':
+			nreps = strtoul(optarg, NULL, 0);
+			break;
+		case 'o':
+			outdir = optarg;
+			break;
+		case 'm':
+			snprintf(mode, sizeof(mode), "%s", optarg);
+			break;
+		case 'q':
+			quick = 1;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!nsamples || !nreps || nreps > 16)
@@ -706,13 +720,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gru-bench: cannot write under %s: %s (printing only)\n",
 			outdir, strerror(errno));
 
-	printf("meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
-	       mode, ncpu, my_cpu, other_cpu, nsamples, nreps, info.tlb_sets,
-	       info.tlb_ways, info.vectors);
+	snprintf(line, sizeof(line),
+		 "meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
+		 mode, ncpu, my_cpu, other_cpu, nsamples, nreps, info.tlb_sets,
+		 info.tlb_ways, info.vectors);
+	fputs(line, stdout);
 	if (rows_f)
-		fprintf(rows_f, "meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
-			mode, ncpu, my_cpu, other_cpu, nsamples, nreps,
-			info.tlb_sets, info.tlb_ways, info.vectors);
+		fputs(line, rows_f);
 	printf("# row: name mode src p50_ns p99_ns count mean_ns notes\n");
 	fflush(stdout);
 
@@ -746,7 +760,7 @@ int main(int argc, char **argv)
 		};
 		unsigned int i;
 
-		for (i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		for (i = 0; i < ARRAY_SIZE(specs); i++) {
 			fprintf(stderr, "gru-bench: %s (%u samples)\n", specs[i].name, nsamples);
 			miss_row(&c, &specs[i]);
 		}
