@@ -203,7 +203,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	gdev->next_asid = 1;
 	gdev->fast_path = GRU_HAVE_IRQ_WALK;
 
-	gdev->wq = alloc_workqueue("gru_fault/%s", WQ_UNBOUND, 0,
+	gdev->wq = alloc_workqueue("gru_fault/%s", WQ_UNBOUND | WQ_HIGHPRI, 0,
 				   pci_name(pdev));
 	if (!gdev->wq) {
 		ret = -ENOMEM;
