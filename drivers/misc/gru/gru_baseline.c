@@ -210,6 +210,7 @@ void gru_pins_release_range(struct gru_mm *gmm, unsigned long start,
 	}
 }
 
+#if IS_ENABLED(CONFIG_HMM_MIRROR)
 /* The interval notifier only orders HMM fills; the device is invalidated
  * by the main notifier's invalidate_range_start.
  */
@@ -339,3 +340,18 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 	mmput(mm);
 	return err;
 }
+#else /* !CONFIG_HMM_MIRROR: an out-of-tree build against a kernel without HMM */
+int gru_hmm_enable(struct gru_ctx *ctx)
+{
+	return -EOPNOTSUPP;
+}
+
+void gru_hmm_disable(struct gru_ctx *ctx)
+{
+}
+
+u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
+{
+	return GRU_ERR_FAULT;
+}
+#endif
