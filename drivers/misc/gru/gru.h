@@ -57,6 +57,7 @@
 #define GRU_DRV_NAME		"gru_tlb"
 #define GRU_HIST_BUCKETS	32	/* log2(ns) buckets of miss service */
 #define GRU_IRQ_RETRIES		4	/* fast-path walks before deferring */
+#define GRU_IRQ_REPEAT		8	/* misses of one slot served per IRQ */
 #define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */

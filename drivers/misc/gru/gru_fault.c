@@ -296,8 +296,11 @@ static void gru_fail(struct gru_ctx *ctx, int slot, u32 err)
 	gru_account_service(ctx, slot);
 }
 
-/* Hard IRQ: answer the miss of one slot. */
-static void gru_service_slot(struct gru_dev *gdev, int slot)
+/*
+ * Hard IRQ: answer the miss of one slot.  @defer skips the fast path (the
+ * slot keeps missing: let process context sort it out).
+ */
+static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 {
 	struct gru_fault_rec rec;
 	struct gru_ctx *ctx;
@@ -340,7 +343,7 @@ static void gru_service_slot(struct gru_dev *gdev, int slot)
 		return;
 	}
 
-	if (gdev->fast_path && mode == GRU_FILL_IRQ) {
+	if (gdev->fast_path && mode == GRU_FILL_IRQ && !defer) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
 			switch (gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
 					     &extra, false)) {
@@ -382,10 +385,14 @@ static void gru_service_slot(struct gru_dev *gdev, int slot)
  * @data: the gru_dev
  *
  * Every fault vector may see every pending bit; the claim bit makes one
- * handler serve a slot.  A slot that misses again after our command raises
- * a new interrupt, so skipping a claimed slot loses nothing.
+ * handler serve a slot.  A handler that finds a slot claimed skips it, so
+ * the claimer rechecks the slot's pending bit after letting go of the claim:
+ * a miss raised on another CPU's vector while we held the claim is then
+ * served by one of the two, never by neither.  A slot that keeps missing is
+ * handed to process context after GRU_IRQ_REPEAT rounds, which bounds the
+ * time spent here.
  *
- * Return: IRQ_HANDLED, or IRQ_NONE if no fault was pending.
+ * Return: IRQ_HANDLED.
  */
 irqreturn_t gru_fault_irq(int irq, void *data)
 {
@@ -393,14 +400,27 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 	unsigned long pending;
 	int slot;
 
+	/*
+	 * Nothing pending is normal: the recheck below may already have
+	 * served the miss this interrupt announces.  The vector is exclusive
+	 * (MSI-X), so this is not a shared-line "not mine".
+	 */
 	pending = gru_fault_pending(gdev);
-	if (!pending)
-		return IRQ_NONE;
+	if (!pending) {
+		GRU_DSTAT(gdev, SPURIOUS);
+		return IRQ_HANDLED;
+	}
 	for_each_set_bit(slot, &pending, gdev->nctx) {
-		if (test_and_set_bit_lock(slot, &gdev->claimed))
-			continue;
-		gru_service_slot(gdev, slot);
-		clear_bit_unlock(slot, &gdev->claimed);
+		int round = 0;
+
+		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
+			gru_service_slot(gdev, slot, ++round >= GRU_IRQ_REPEAT);
+			clear_bit_unlock(slot, &gdev->claimed);
+			/* order the unlock before the re-read of the bit */
+			smp_mb__after_atomic();
+			if (!(gru_fault_pending(gdev) & BIT_ULL(slot)))
+				break;
+		}
 	}
 	return IRQ_HANDLED;
 }
