@@ -1,7 +1,10 @@
 #!/bin/bash
 # Fetch Debian's prebuilt guest kernel and make its module tree usable.
 #
-#   scripts/guest-kernel.sh [6.1|6.12]      (default 6.1)
+#   scripts/guest-kernel.sh [6.1|6.12|debug]      (default 6.1)
+#
+# "debug" hands over to scripts/debug-kernel.sh (a kernel built from source
+# with lockdep and KASAN), which must print the same assignments.
 #
 # The exact ABI version (e.g. 6.1.0-56-amd64) is resolved from the
 # linux-image-amd64 metapackage (linux-image-6.12-amd64 for 6.12), so a Debian point release that bumps the
@@ -20,6 +23,7 @@
 set -euo pipefail
 
 series=${1:-6.1}
+repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${GRU_CACHE:-/var/cache/gru-build}
 log() { echo "guest-kernel: $*" >&2; }
 die() { echo "guest-kernel: error: $*" >&2; exit 1; }
@@ -38,13 +42,20 @@ resolve() {
 		      awk '/Depends: linux-image-6\.12\.[0-9]+\+deb12-amd64$/ {print $2; exit}')
 		;;
 	*)
-		die "unknown kernel series '$series' (use 6.1 or 6.12)"
+		die "unknown kernel series '$series' (use 6.1, 6.12 or debug)"
 		;;
 	esac
 	[ -n "$pkg" ] || die "cannot resolve the $series image from apt; run scripts/setup-host.sh (apt-get update) first"
 	echo "${pkg#linux-image-}"
 }
 
+if [ "$series" = debug ]; then
+	# A locally built debug kernel (lockdep, KASAN): its script prints
+	# the same four assignments.
+	[ -x "$repo/scripts/debug-kernel.sh" ] ||
+		die "no scripts/debug-kernel.sh in this tree: use 6.1 or 6.12"
+	exec "$repo/scripts/debug-kernel.sh"
+fi
 kver=$(resolve)
 
 dir=$cache/guest-kernel/$kver

@@ -5,9 +5,10 @@
 #   scripts/guest-run.sh [options] [--] 'command' ['command' ...]
 #
 # Options:
-#   --kernel NAME       guest kernel series: 6.1 (default) or 6.12 (Debian
-#                       images, scripts/guest-kernel.sh); or set KIMAGE and
-#                       KMODROOT (and KVER) in the environment for another one
+#   --kernel NAME       guest kernel: 6.1 (default) or 6.12 (Debian images),
+#                       or debug (scripts/debug-kernel.sh, when present), all
+#                       through scripts/guest-kernel.sh; or set KIMAGE,
+#                       KMODROOT and KVER in the environment for another one
 #   --smp N             vCPUs (default 4, multi-threaded TCG; 1 with --icount)
 #   --icount N          -icount shift=N,sleep=off (deterministic timing;
 #                       QEMU then runs all vCPUs on one thread).  Implies
