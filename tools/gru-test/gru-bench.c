@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,101 +230,170 @@ struct miss_spec {
 
 /*
  * One latency row pair (dev, user): every sample is a single instruction on
- * a page the device TLB has never held, so it misses exactly once.
+ * a page the device TLB has never held, so it misses exactly once.  The
+ * first WARMUP samples of a row are taken but not kept: the first trips
+ * through a path translate guest code in TCG and touch cold host caches.
  */
-static void miss_row(struct gru_ctx *c, const struct miss_spec *s)
-{
-	size_t len = (size_t)nsamples * PAGE;
-	uint64_t *dev = calloc(nsamples, sizeof(*dev));
-	uint64_t *usr = calloc(nsamples, sizeof(*usr));
-	struct gru_ctx_stats a, b;
-	unsigned int i, n = 0, dropped = 0;
-	uint64_t retries = 0;
-	char extra[96];
-	pid_t child = -1;
-	int ok;
-	char *buf;
+#define WARMUP		16
 
-	if (!dev || !usr)
+struct miss_run {
+	const struct miss_spec *s;
+	uint64_t *dev, *usr, retries;
+	unsigned int n, dropped, taken;
+	const char *na;		/* why the row can't be measured */
+	char *buf;
+	size_t len;
+	pid_t child;
+};
+
+static void miss_prepare(struct gru_ctx *c, const struct miss_spec *s,
+			 struct miss_run *m)
+{
+	unsigned int i, total = nsamples + WARMUP;
+	int ok;
+
+	memset(m, 0, sizeof(*m));
+	m->s = s;
+	m->child = -1;
+	m->dev = calloc(nsamples, sizeof(*m->dev));
+	m->usr = calloc(nsamples, sizeof(*m->usr));
+	if (!m->dev || !m->usr)
 		die("calloc", ENOMEM);
 	if (s->hint < 0) {
-		snprintf(extra, sizeof(extra), "n/a:needs_2_cpus");
-		emit(s->name, "dev", dev, 0, extra);
-		emit(s->name, "user", usr, 0, extra);
-		goto out_free;
+		m->na = "n/a:needs_2_cpus";
+		return;
 	}
 	set_opts(c, s->flags, s->fill, 0, &ok);
 	if (!ok) {
-		snprintf(extra, sizeof(extra), "n/a:fill_mode_%u_refused", s->fill);
-		emit(s->name, "dev", dev, 0, extra);
-		emit(s->name, "user", usr, 0, extra);
-		goto out_free;
+		m->na = "n/a:fill_mode_refused_by_driver";
+		return;
 	}
-	buf = map_region(len, 0, 0);
+	m->len = (size_t)total * PAGE;
+	m->buf = map_region(m->len, 0, 0);
 	if (s->prep != PREP_UNTOUCHED)
-		for (i = 0; i < nsamples; i++)
-			buf[(size_t)i * PAGE] = 1;
+		for (i = 0; i < total; i++)
+			m->buf[(size_t)i * PAGE] = 1;
 	if (s->prep == PREP_COW) {
 		/* a live child shares every page, so a write must copy */
-		child = fork();
-		if (child < 0)
+		m->child = fork();
+		if (m->child < 0)
 			die("fork", errno);
-		if (!child) {
+		if (!m->child) {
 			for (;;)
 				pause();
 		}
 	}
-	for (i = 0; i < nsamples; i++) {
-		struct gru_insn in = {
-			.opcode = s->opc,
-			.addr = (uintptr_t)(buf + (size_t)i * PAGE),
-			.op0 = i,
-		};
-		uint64_t t0, t1, st;
-		int ret;
+}
 
-		stats(c, &a);
-		t0 = now_ns();
-		ret = issue(c, &in, s->hint);
-		st = ret ? GRU_ST_IDLE : spin_wait(c);
-		t1 = now_ns();
-		stats(c, &b);
-		if (ret || st == GRU_ST_BUSY || st == GRU_ST_CALLOS) {
-			fprintf(stderr, "gru-bench: %s: sample %u: issue %d, status %s\n",
-				s->name, i, ret, gru_status_name(st));
-			hard_errors++;
-			break;
-		}
-		if (st != s->want_st || b.faults - a.faults != 1 ||
-		    stat_at(&b, s->path_off) - stat_at(&a, s->path_off) != 1) {
-			dropped++;
-			continue;
-		}
-		retries += b.retries - a.retries;
-		dev[n] = b.last_service_ns;
-		usr[n] = t1 - t0;
-		n++;
+/* Take the next sample of @m; false if the row had to stop. */
+static bool miss_sample(struct gru_ctx *c, struct miss_run *m)
+{
+	const struct miss_spec *s = m->s;
+	unsigned int i = m->taken++;
+	struct gru_insn in = {
+		.opcode = s->opc,
+		.addr = (uintptr_t)(m->buf + (size_t)i * PAGE),
+		.op0 = i,
+	};
+	struct gru_ctx_stats a, b;
+	uint64_t t0, t1, st;
+	int ret;
+
+	stats(c, &a);
+	t0 = now_ns();
+	ret = issue(c, &in, s->hint);
+	st = ret ? GRU_ST_IDLE : spin_wait(c);
+	t1 = now_ns();
+	stats(c, &b);
+	if (ret || st == GRU_ST_BUSY || st == GRU_ST_CALLOS) {
+		fprintf(stderr, "gru-bench: %s: sample %u: issue %d, status %s\n",
+			s->name, i, ret, gru_status_name(st));
+		hard_errors++;
+		return false;
 	}
-	if (child > 0) {
-		kill(child, SIGKILL);
-		waitpid(child, NULL, 0);
+	if (i < WARMUP)
+		return true;
+	if (st != s->want_st || b.faults - a.faults != 1 ||
+	    stat_at(&b, s->path_off) - stat_at(&a, s->path_off) != 1) {
+		m->dropped++;
+		return true;
 	}
-	munmap(buf, len);
-	snprintf(extra, sizeof(extra), "dropped=%u,retries=%llu,irq_cpu=%d",
-		 dropped, (unsigned long long)retries, s->hint);
-	if (s->flags & GRU_OPT_CALLOS)
+	m->retries += b.retries - a.retries;
+	m->dev[m->n] = b.last_service_ns;
+	m->usr[m->n] = t1 - t0;
+	m->n++;
+	return true;
+}
+
+static void miss_finish(struct miss_run *m, const char *how)
+{
+	const struct miss_spec *s = m->s;
+	char extra[96];
+
+	if (m->child > 0) {
+		kill(m->child, SIGKILL);
+		waitpid(m->child, NULL, 0);
+	}
+	if (m->buf)
+		munmap(m->buf, m->len);
+	if (m->na)
+		snprintf(extra, sizeof(extra), "%s", m->na);
+	else
+		snprintf(extra, sizeof(extra), "dropped=%u,retries=%llu,irq_cpu=%d%s",
+			 m->dropped, (unsigned long long)m->retries, s->hint, how);
+	if ((s->flags & GRU_OPT_CALLOS) && !m->na)
 		/*
 		 * The device clock stops when the IRQ defers to call-OS, and
 		 * the driver does not record that answer in last_service_ns:
 		 * the value read would belong to an earlier miss.
 		 */
-		emit(s->name, "dev", dev, 0, "n/a:no_device_time_for_callos");
+		emit(s->name, "dev", m->dev, 0, "n/a:no_device_time_for_callos");
 	else
-		emit(s->name, "dev", dev, n, extra);
-	emit(s->name, "user", usr, n, extra);
-out_free:
-	free(dev);
-	free(usr);
+		emit(s->name, "dev", m->dev, m->n, extra);
+	emit(s->name, "user", m->usr, m->n, extra);
+	free(m->dev);
+	free(m->usr);
+}
+
+static void miss_row(struct gru_ctx *c, const struct miss_spec *s)
+{
+	struct miss_run m;
+	unsigned int i;
+
+	miss_prepare(c, s, &m);
+	for (i = 0; !m.na && i < nsamples + WARMUP; i++)
+		if (!miss_sample(c, &m))
+			break;
+	miss_finish(&m, "");
+}
+
+/*
+ * Rows whose ratios matter most and whose figures are close (the floors and
+ * the fast path, each with the interrupt here and elsewhere) are measured
+ * round-robin, sample by sample, so that a change in host load during the
+ * run hits them all alike instead of biasing one against another.
+ */
+static void miss_rows_interleaved(struct gru_ctx *c,
+				  const struct miss_spec *s, unsigned int k)
+{
+	struct miss_run m[8];
+	bool live[8];
+	unsigned int i, j;
+	int ok;
+
+	for (j = 0; j < k && j < 8; j++) {
+		miss_prepare(c, &s[j], &m[j]);
+		live[j] = !m[j].na;
+	}
+	for (i = 0; i < nsamples + WARMUP; i++)
+		for (j = 0; j < k && j < 8; j++) {
+			if (!live[j])
+				continue;
+			set_opts(c, s[j].flags, s[j].fill, 0, &ok);
+			live[j] = ok && miss_sample(c, &m[j]);
+		}
+	for (j = 0; j < k && j < 8; j++)
+		miss_finish(&m[j], ",interleaved");
 }
 
 /* Latency of instructions that hit (and of a NOP): user side only. */
@@ -351,6 +421,9 @@ static void hit_rows(struct gru_ctx *c)
 		/* the first LOAD fills the entry; it is not a sample */
 		if (pass && (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE))
 			hard_errors++;
+		for (i = 0; i < WARMUP; i++)
+			if (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE)
+				hard_errors++;
 		stats(c, &a);
 		for (i = 0; i < nsamples; i++) {
 			uint64_t t0, t1, st;
@@ -760,7 +833,10 @@ int main(int argc, char **argv)
 		};
 		unsigned int i;
 
-		for (i = 0; i < ARRAY_SIZE(specs); i++) {
+		fprintf(stderr, "gru-bench: floors and fast path, interleaved (%u samples each)\n",
+			nsamples);
+		miss_rows_interleaved(&c, specs, 4);
+		for (i = 4; i < ARRAY_SIZE(specs); i++) {
 			fprintf(stderr, "gru-bench: %s (%u samples)\n", specs[i].name, nsamples);
 			miss_row(&c, &specs[i]);
 		}
