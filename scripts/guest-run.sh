@@ -120,7 +120,14 @@ for f in kernel.log output.log export.log qemu.log ktap.txt; do : >"$results/$f"
 
 # The commands travel in a second cpio archive appended to the cached one.
 runroot=$(mktemp -d)
-trap 'rm -rf "$runroot"' EXIT
+qpid=
+# An interrupted run must not leave a guest behind.
+cleanup() {
+	if [ -n "$qpid" ]; then kill "$qpid" 2>/dev/null || true; fi
+	rm -rf "$runroot"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 mkdir -p "$runroot/gru"
 for i in "${!cmds[@]}"; do
 	n=$((i + 1))
@@ -219,6 +226,7 @@ if [ -n "$end_reason" ]; then
 fi
 qrc=0
 wait "$qpid" || qrc=$?
+qpid=
 [ -z "$tpid" ] || wait "$tpid" 2>/dev/null || true
 elapsed=$(($(date +%s) - start))
 
