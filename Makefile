@@ -14,7 +14,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 export GRU_CACHE ?= /var/cache/gru-build
 
-# Guest kernel series for run/check: 6.1 (default) or 6.12.
+# Guest kernel for run/check: 6.1 (default), 6.12, or debug (scripts/guest-kernel.sh).
 KERNEL ?= 6.1
 RESULTS ?= $(CURDIR)/results
 B := $(CURDIR)/build
