@@ -401,7 +401,7 @@ static void hit_rows(struct gru_ctx *c)
 {
 	uint64_t *v = calloc(nsamples, sizeof(*v));
 	struct gru_ctx_stats a, b;
-	unsigned int i, n = 0, dropped = 0;
+	unsigned int i, n = 0;
 	char extra[64];
 	uint64_t *w;
 	int ok, pass;
@@ -418,9 +418,7 @@ static void hit_rows(struct gru_ctx *c)
 		};
 
 		n = 0;
-		/* the first LOAD fills the entry; it is not a sample */
-		if (pass && (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE))
-			hard_errors++;
+		/* the first LOAD fills the entry: warm-up, not a sample */
 		for (i = 0; i < WARMUP; i++)
 			if (issue(c, &in, my_cpu) || spin_wait(c) != GRU_ST_DONE)
 				hard_errors++;
@@ -439,8 +437,8 @@ static void hit_rows(struct gru_ctx *c)
 		}
 		stats(c, &b);
 		/* a hit row with misses in it would be a lie: say so */
-		dropped = b.faults - a.faults;
-		snprintf(extra, sizeof(extra), "faults_during=%u", dropped);
+		snprintf(extra, sizeof(extra), "faults_during=%llu",
+			 (unsigned long long)(b.faults - a.faults));
 		emit(pass ? "hit_load" : "nop", "user", v, n, extra);
 	}
 	munmap(w, PAGE);
@@ -510,6 +508,7 @@ static void bcopy_rows(struct gru_ctx *c, int thp, unsigned int batch)
 	char *src = map_region(BCOPY_LEN, HPAGE, thp);
 	char *dst = map_region(BCOPY_LEN, HPAGE, thp);
 	uint64_t cold[16], warm[16], cfaults = 0, wfaults = 0, coldhits = 0;
+	uint64_t cworker = 0, wworker = 0;
 	struct gru_ctx_stats a, b;
 	struct gru_tlb_probe pr = { 0 };
 	unsigned int r, n = 0, shift = 0;
@@ -551,9 +550,11 @@ static void bcopy_rows(struct gru_ctx *c, int thp, unsigned int batch)
 			if (pass) {
 				warm[n] = t1 - t0;
 				wfaults += b.faults - a.faults;
+				wworker += b.fill_worker - a.fill_worker;
 			} else {
 				cold[n] = t1 - t0;
 				cfaults += b.faults - a.faults;
+				cworker += b.fill_worker - a.fill_worker;
 			}
 		}
 		n++;
@@ -562,14 +563,17 @@ static void bcopy_rows(struct gru_ctx *c, int thp, unsigned int batch)
 		shift = pr.size_shift;
 out:
 	snprintf(name, sizeof(name), "bcopy64m_%s_cold%s", pg, batch ? "_batch16" : "");
-	snprintf(extra, sizeof(extra), "faults=%llu,entry_shift=%u,cold_probe_hits=%llu",
-		 (unsigned long long)(n ? cfaults / n : 0), shift,
+	snprintf(extra, sizeof(extra),
+		 "faults=%llu,by_worker=%llu,entry_shift=%u,cold_probe_hits=%llu",
+		 (unsigned long long)(n ? cfaults / n : 0),
+		 (unsigned long long)(n ? cworker / n : 0), shift,
 		 (unsigned long long)coldhits);
 	emit(name, "user", cold, n, extra);
 	if (!batch) {
 		snprintf(name, sizeof(name), "bcopy64m_%s_warm", pg);
-		snprintf(extra, sizeof(extra), "faults=%llu,entry_shift=%u",
-			 (unsigned long long)(n ? wfaults / n : 0), shift);
+		snprintf(extra, sizeof(extra), "faults=%llu,by_worker=%llu,entry_shift=%u",
+			 (unsigned long long)(n ? wfaults / n : 0),
+			 (unsigned long long)(n ? wworker / n : 0), shift);
 		emit(name, "user", warm, n, extra);
 	}
 	munmap(src, BCOPY_LEN);
