@@ -14,12 +14,12 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-/* ---------------------------------------------------------------------
+/*
  * Context window.  One 4 KiB page per hardware context, mapped with
  * mmap(NULL, GRU_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0).
  * All registers are 64 bits wide, little endian, and must be accessed
  * with naturally aligned 64-bit loads and stores.
- * ------------------------------------------------------------------- */
+ */
 #define GRU_WINDOW_SIZE		0x1000
 
 /* Instruction block, read-write from user space. */
@@ -111,9 +111,9 @@ enum gru_error {
 #define GRU_EXC_WRITE		0x1	/* the access was a write */
 #define GRU_EXC_SRC		0x2	/* it was the BCOPY source operand */
 
-/* ---------------------------------------------------------------------
+/*
  * /dev/gru ioctls.  Each open() is one context bound to the opener's mm.
- * ------------------------------------------------------------------- */
+ */
 #define GRU_IOC_MAGIC		0xE7
 
 /* GRU_IOC_INFO: device geometry. */
