@@ -141,7 +141,7 @@ static void emit(const char *name, const char *src, uint64_t *v,
  * an MMIO exit, slow under TCG, so the pure spin is bounded in time, not in
  * reads; after it every poll yields, so a worker queued on this CPU runs.
  */
-#define SPIN_NS		20000ULL
+static uint64_t spin_ns = 20000;
 
 static uint64_t spin_wait(struct gru_ctx *c)
 {
@@ -157,7 +157,7 @@ static uint64_t spin_wait(struct gru_ctx *c)
 		if (st != GRU_ST_BUSY)
 			return st;
 		t = now_ns() - t0;
-		if (t < SPIN_NS)
+		if (t < spin_ns)
 			continue;
 		if (t > WAIT_NS) {
 			fprintf(stderr, "gru-bench: instruction still BUSY after 30 s\n");
@@ -194,6 +194,21 @@ static void stats(struct gru_ctx *c, struct gru_ctx_stats *st)
 
 	if (ret)
 		die("GRU_IOC_STATS", -ret);
+}
+
+/*
+ * An instruction that never finished leaves the window BUSY, and every later
+ * issue would fail: start over with a fresh context, so that one broken row
+ * does not take the rest of the report with it.
+ */
+static void recover(struct gru_ctx *c)
+{
+	int ret;
+
+	gru_close(c);
+	ret = gru_open(c, 0);
+	if (ret)
+		die("reopen /dev/gru", -ret);
 }
 
 static uint64_t stat_at(const struct gru_ctx_stats *st, size_t off)
@@ -309,6 +324,7 @@ static bool miss_sample(struct gru_ctx *c, struct miss_run *m)
 		fprintf(stderr, "gru-bench: %s: sample %u: issue %d, status %s\n",
 			s->name, i, ret, gru_status_name(st));
 		hard_errors++;
+		recover(c);
 		return false;
 	}
 	if (i < WARMUP)
@@ -431,6 +447,7 @@ static void hit_rows(struct gru_ctx *c)
 			t1 = now_ns();
 			if (st != GRU_ST_DONE) {
 				hard_errors++;
+				recover(c);
 				break;
 			}
 			v[n++] = t1 - t0;
@@ -481,6 +498,7 @@ static void batch_rows(struct gru_ctx *c)
 			t1 = now_ns();
 			if (st != GRU_ST_DONE) {
 				hard_errors++;
+				recover(c);
 				break;
 			}
 			v[n++] = t1 - t0;
@@ -724,14 +742,15 @@ static void table(void)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: gru-bench [-n samples] [-r reps] [-o dir] [-m mode] [-q]\n"
+		"usage: gru-bench [-n samples] [-r reps] [-o dir] [-m mode] [-s ns] [-q]\n"
 		"  -n  samples per latency row (default %u)\n"
 		"  -r  repetitions of the 64 MiB copies and 1 GiB invalidations (default %u)\n"
 		"  -o  where bench-MODE.txt and bench-MODE-samples.txt go (default %s)\n"
 		"  -m  timing-mode label (default: gru.timing= on the kernel command line,\n"
 		"      else mttcg with more than one CPU)\n"
+		"  -s  spin this long on STATUS before yielding between reads (default %llu)\n"
 		"  -q  quick: skip the 64 MiB copies and the 1 GiB invalidations\n",
-		nsamples, nreps, outdir);
+		nsamples, nreps, outdir, (unsigned long long)spin_ns);
 	exit(2);
 }
 
@@ -744,7 +763,7 @@ int main(int argc, char **argv)
 	long ncpu;
 	int opt, ret, cpu;
 
-	while ((opt = getopt(argc, argv, "n:r:o:m:qh")) != -1) {
+	while ((opt = getopt(argc, argv, "n:r:o:m:s:qh")) != -1) {
 		switch (opt) {
 		case 'n':
 			nsamples = strtoul(optarg, NULL, 0);
@@ -757,6 +776,9 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			snprintf(mode, sizeof(mode), "%s", optarg);
+			break;
+		case 's':
+			spin_ns = strtoull(optarg, NULL, 0);
 			break;
 		case 'q':
 			quick = 1;
