@@ -452,6 +452,11 @@ static void hit_rows(struct gru_ctx *c)
 			}
 			v[n++] = t1 - t0;
 		}
+		if (n < nsamples) {
+			emit(pass ? "hit_load" : "nop", "user", v, 0,
+			     "n/a:instruction_failed");
+			continue;
+		}
 		stats(c, &b);
 		/* a hit row with misses in it would be a lie: say so */
 		snprintf(extra, sizeof(extra), "faults_during=%llu",
@@ -508,7 +513,12 @@ static void batch_rows(struct gru_ctx *c)
 		snprintf(extra, sizeof(extra), "faults=%llu,fill_batch=%llu",
 			 (unsigned long long)(b.faults - a.faults),
 			 (unsigned long long)(b.fill_batch - a.fill_batch));
-		emit(name, "user", v, n, ok ? extra : "n/a:batch_refused");
+		if (!ok)
+			emit(name, "user", v, 0, "n/a:batch_refused");
+		else if (n < nsamples)
+			emit(name, "user", v, 0, "n/a:instruction_failed");
+		else
+			emit(name, "user", v, n, extra);
 		munmap(buf, len);
 	}
 	set_opts(c, 0, GRU_FILL_IRQ, 0, &ok);
