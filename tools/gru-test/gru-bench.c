@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -768,8 +769,9 @@ int main(int argc, char **argv)
 {
 	struct gru_ctx c;
 	struct gru_info info;
+	struct utsname uts;
 	cpu_set_t set;
-	char path[512], line[256];
+	char path[512], line[320];
 	long ncpu;
 	int opt, ret, cpu;
 
@@ -800,6 +802,8 @@ int main(int argc, char **argv)
 	if (!nsamples || !nreps || nreps > 16)
 		usage();
 	pick_mode();
+	if (uname(&uts))
+		snprintf(uts.release, sizeof(uts.release), "unknown");
 
 	/* stay on one CPU, so "this CPU" and "another CPU" stay what they say */
 	cpu = sched_getcpu();
@@ -830,8 +834,8 @@ int main(int argc, char **argv)
 			outdir, strerror(errno));
 
 	snprintf(line, sizeof(line),
-		 "meta: mode %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
-		 mode, ncpu, my_cpu, other_cpu, nsamples, nreps, info.tlb_sets,
+		 "meta: mode %s kernel %s cpus %ld issuing_cpu %d other_cpu %d samples %u reps %u tlb %ux%u vectors %u\n",
+		 mode, uts.release, ncpu, my_cpu, other_cpu, nsamples, nreps, info.tlb_sets,
 		 info.tlb_ways, info.vectors);
 	fputs(line, stdout);
 	if (rows_f)
