@@ -26,7 +26,8 @@ RUN_GUEST_ARGS ?=
 CHECK_GUEST_ARGS ?= --numa 2 --mem 4G --hugepages
 CHECK_TIMEOUT ?= 1500
 # The race detector's mutation run: both race closures off (device and driver).
-MUTATION_ARGS ?= --device-opts no-gen-check=on --append gru_tlb.no_seq_check=1
+MUTATION_ARGS ?= --device-opts no-gen-check=on \
+	--append "gru_tlb.no_seq_check=1 gru_tlb.no_post_inval=1"
 
 # The QEMU binary and the guest kernel, as resolved by the qemu/kernel targets.
 QEMU_BIN = $$(cat $(B)/qemu.path)

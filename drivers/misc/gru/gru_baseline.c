@@ -16,7 +16,7 @@
 #include <linux/hmm.h>
 #include <linux/sched/mm.h>
 #include <linux/xarray.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
 #include "gru_trace.h"

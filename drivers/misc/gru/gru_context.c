@@ -9,7 +9,7 @@
  */
 #include <linux/mm.h>
 #include <linux/sched.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 
 /**

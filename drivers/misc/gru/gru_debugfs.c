@@ -7,7 +7,7 @@
  */
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 
 static struct dentry *gru_dbg_root;

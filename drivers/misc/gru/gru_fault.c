@@ -15,7 +15,7 @@
 #include <linux/sched/signal.h>
 #include <linux/log2.h>
 #include <linux/delay.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
 #include "gru_trace.h"
@@ -300,7 +300,7 @@ static void gru_fail(struct gru_ctx *ctx, int slot, u32 err)
  * Hard IRQ: answer the miss of one slot.  @defer skips the fast path (the
  * slot keeps missing: let process context sort it out).
  */
-static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
+static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 {
 	struct gru_fault_rec rec;
 	struct gru_ctx *ctx;
@@ -311,13 +311,13 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	gru_ctx_fault_rec(gdev, slot, &rec);
 	if (!(rec.info & GRU_FAULT_VALID)) {
 		GRU_DSTAT(gdev, SPURIOUS);
-		return;
+		return ~0ULL;
 	}
 	ctx = READ_ONCE(gdev->slots[slot]);
 	if (!ctx) {
 		/* a slot being torn down: nobody to resume for */
 		gru_ctx_cmd(gdev, slot, GRU_CMD_FAIL, GRU_ERR_NO_CONTEXT);
-		return;
+		return rec.va;
 	}
 	write = rec.info & GRU_FAULT_WRITE;
 	trace_gru_fault(slot, ctx->id, rec.va, rec.info);
@@ -332,15 +332,15 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		GRU_CSTAT(ctx, FILL_NULL);
 		GRU_DSTAT(gdev, FILL_NULL);
 		gru_account_service(ctx, slot);
-		return;
+		return rec.va;
 	}
 	if (rec.va >= TASK_SIZE_MAX) {
 		gru_fail(ctx, slot, GRU_ERR_KERNEL_ADDR);
-		return;
+		return rec.va;
 	}
 	if (READ_ONCE(ctx->dead)) {
 		gru_fail(ctx, slot, GRU_ERR_ABORTED);
-		return;
+		return rec.va;
 	}
 
 	if (gdev->fast_path && mode == GRU_FILL_IRQ && !defer) {
@@ -351,10 +351,10 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 				gru_ctx_cmd(gdev, slot, GRU_CMD_RESUME, 0);
 				gru_count_fill(ctx, GRU_PATH_IRQ, extra);
 				gru_account_service(ctx, slot);
-				return;
+				return rec.va;
 			case GRU_FILL_DEAD:
 				gru_fail(ctx, slot, GRU_ERR_ABORTED);
-				return;
+				return rec.va;
 			case GRU_FILL_RACE:
 				gru_count_retry(ctx);
 				continue;
@@ -370,6 +370,7 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	if (flags & GRU_OPT_CALLOS) {
 		WRITE_ONCE(ctx->callos_pending, true);
 		gru_ctx_cmd(gdev, slot, GRU_CMD_CALLOS, GRU_ERR_NONE);
+		gru_account_service(ctx, slot);
 		GRU_DSTAT(gdev, DEFER_CALLOS);
 	} else {
 		/* stays stalled; the worker resumes it */
@@ -377,6 +378,7 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		queue_work(gdev->wq, &ctx->work);
 		GRU_DSTAT(gdev, DEFER_WORKER);
 	}
+	return rec.va;
 }
 
 /**
@@ -389,8 +391,10 @@ static void gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
  * the claimer rechecks the slot's pending bit after letting go of the claim:
  * a miss raised on another CPU's vector while we held the claim is then
  * served by one of the two, never by neither.  A slot that keeps missing is
- * handed to process context after GRU_IRQ_REPEAT rounds, which bounds the
- * time spent here.
+ * handed to process context once the same miss comes back GRU_IRQ_REPEAT
+ * times in a row (no progress), or after GRU_IRQ_MAX_ROUNDS misses of any
+ * kind, which bounds the time spent here.  A copy that keeps moving on to
+ * new pages is progress and stays on the fast path.
  *
  * Return: IRQ_HANDLED.
  */
@@ -411,10 +415,16 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 		return IRQ_HANDLED;
 	}
 	for_each_set_bit(slot, &pending, gdev->nctx) {
-		int round = 0;
+		int round = 0, stuck = 0;
+		u64 va, last_va = ~0ULL;
 
 		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
-			gru_service_slot(gdev, slot, ++round >= GRU_IRQ_REPEAT);
+			bool defer = stuck >= GRU_IRQ_REPEAT ||
+				     ++round >= GRU_IRQ_MAX_ROUNDS;
+
+			va = gru_service_slot(gdev, slot, defer);
+			stuck = va == last_va ? stuck + 1 : 0;
+			last_va = va;
 			clear_bit_unlock(slot, &gdev->claimed);
 			/* order the unlock before the re-read of the bit */
 			smp_mb__after_atomic();

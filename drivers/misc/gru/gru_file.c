@@ -11,7 +11,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/jiffies.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
 

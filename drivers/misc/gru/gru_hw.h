@@ -12,7 +12,7 @@
 
 #include <linux/io.h>
 #include <linux/processor.h>
-#include "gru.h"
+#include "gru_core.h"
 
 /* The device completes an invalidation inside the MMIO write; this only
  * bounds a broken device.

@@ -10,7 +10,7 @@
 #include <linux/slab.h>
 #include <linux/cpumask.h>
 #include <linux/mmu_notifier.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
 
@@ -26,6 +26,11 @@ bool gru_no_seq_check;
 module_param_named(no_seq_check, gru_no_seq_check, bool, 0644);
 MODULE_PARM_DESC(no_seq_check,
 		 "test only: disable the invalidate sequence check (breaks coherency)");
+
+bool gru_no_post_inval;
+module_param_named(no_post_inval, gru_no_post_inval, bool, 0644);
+MODULE_PARM_DESC(no_post_inval,
+		 "test only: skip the device invalidate after the PTE change (breaks coherency)");
 
 static DEFINE_IDA(gru_ida);
 

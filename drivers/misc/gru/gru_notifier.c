@@ -11,7 +11,7 @@
  */
 #include <linux/slab.h>
 #include <linux/sched/mm.h>
-#include "gru.h"
+#include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
 #include "gru_trace.h"
@@ -114,6 +114,13 @@ static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
 	unsigned long flags;
 	u16 asid;
 
+	/*
+	 * Test only: with the device's generation check also off, this is the
+	 * last barrier left, and the race detector must be able to see the
+	 * protocol break without it.
+	 */
+	if (unlikely(gru_no_post_inval))
+		return;
 	spin_lock_irqsave(&gmm->lock, flags);
 	asid = gru_mm_live_asid(gmm);
 	spin_unlock_irqrestore(&gmm->lock, flags);

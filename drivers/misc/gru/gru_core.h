@@ -36,8 +36,8 @@
  *   gru_ctx: one per open() of /dev/gru, freed at file release (the window
  *            VMA holds a file reference, so release runs after munmap).
  */
-#ifndef _GRU_H
-#define _GRU_H
+#ifndef _GRU_CORE_H
+#define _GRU_CORE_H
 
 #include <linux/types.h>
 #include <linux/pci.h>
@@ -57,7 +57,8 @@
 #define GRU_DRV_NAME		"gru_tlb"
 #define GRU_HIST_BUCKETS	32	/* log2(ns) buckets of miss service */
 #define GRU_IRQ_RETRIES		4	/* fast-path walks before deferring */
-#define GRU_IRQ_REPEAT		8	/* misses of one slot served per IRQ */
+#define GRU_IRQ_REPEAT		8	/* repeats of one miss served per IRQ */
+#define GRU_IRQ_MAX_ROUNDS	256	/* misses of one slot served per IRQ */
 #define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
@@ -215,6 +216,7 @@ static inline struct gru_dev *gru_mm_dev(struct gru_mm *gmm)
 #define GRU_CSTAT(c, s)		atomic64_inc(&(c)->stat[GRU_CS_##s])
 
 extern bool gru_no_seq_check;
+extern bool gru_no_post_inval;
 
 /* gru_main.c */
 void gru_dev_put(struct gru_dev *gdev);
@@ -265,4 +267,4 @@ void gru_debugfs_exit(void);
 void gru_debugfs_add_dev(struct gru_dev *gdev);
 void gru_debugfs_remove_dev(struct gru_dev *gdev);
 
-#endif /* _GRU_H */
+#endif /* _GRU_CORE_H */
