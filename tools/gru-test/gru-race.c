@@ -90,7 +90,7 @@ struct run {
 	uint8_t snap[NPAGES][PAGE_SZ];
 };
 
-static unsigned long opt_writes = 25000, opt_repl = 1000;
+static unsigned long opt_writes = 100000, opt_repl = 1000;
 static int opt_expect;
 static unsigned long total_violations;	/* over all kinds, for --expect-violations */
 
