@@ -11,10 +11,13 @@
 #
 #   run-guest-tests.sh [-m|--mutation] [-t TEST]... [--race-args "ARGS"]
 #
-# --mutation: the device runs with no-gen-check=on and the module with
-# no_seq_check=1; only the race detector runs, with --expect-violations, and
-# passes only if it saw violations.  Without the flag the mode is taken
-# from /sys/module/gru_tlb/parameters/no_seq_check.
+# --mutation: the device runs with no-gen-check=on.  Only the race detector
+# runs: once with the driver's sequence check on (no_post_inval=1), where it
+# must see no violation, then with no_seq_check=1 too and
+# --expect-violations, where it passes only if it saw violations.  Without
+# the flag the mode is taken from /sys/module/gru_tlb/parameters/no_seq_check.
+# A normal run ends with the race detector under the device's generation
+# check alone (no_seq_check=1 at run time), where it must see none.
 
 BIN=$(dirname "$0")
 MUTATION=
@@ -25,7 +28,7 @@ while [ $# -gt 0 ]; do
 	-m|--mutation) MUTATION=1 ;;
 	-t) shift; ONLY="$ONLY $1" ;;
 	--race-args) shift; RACE_ARGS="$1" ;;
-	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,21p' "$0"; exit 0 ;;
 	*) echo "run-guest-tests: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -163,8 +166,21 @@ else
 	result fail gru_device_node_present "no /dev/gru: gru_tlb.ko not loaded (check dmesg)"
 fi
 
+# set_param NAME Y|N: flip a test-only parameter of the loaded module.
+set_param() {
+	echo "$2" > "$P/$1" 2>/dev/null || log "cannot set $1=$2"
+}
+
 if [ -n "$MUTATION" ]; then
-	log "mutation run: the race detector must see violations"
+	# The device's generation check is off for this whole boot.  First the
+	# driver's sequence check alone must keep every stale translation out.
+	log "device generation check off: the driver's sequence check alone must hold"
+	set_param no_seq_check N
+	set_param no_post_inval Y
+	# shellcheck disable=SC2086
+	run_bin gru-race $RACE_ARGS
+	log "mutation run: every barrier off, the race detector must see violations"
+	set_param no_seq_check Y
 	# shellcheck disable=SC2086
 	run_bin gru-race --expect-violations $RACE_ARGS
 else
@@ -182,6 +198,15 @@ else
 	fi
 	# shellcheck disable=SC2086
 	run_bin gru-race $RACE_ARGS
+	# The device's generation check (with the driver's invalidate after the
+	# PTE change) must hold on its own too: switch the sequence check off.
+	if [ -w $P/no_seq_check ]; then
+		log "driver sequence check off: the device generation check alone must hold"
+		set_param no_seq_check Y
+		# shellcheck disable=SC2086
+		run_bin gru-race $RACE_ARGS
+		set_param no_seq_check N
+	fi
 fi
 
 # Unloading after every user has gone must work (issue 3 "done when").
