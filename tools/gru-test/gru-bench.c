@@ -358,15 +358,19 @@ static void miss_finish(struct miss_run *m, const char *how)
 	else
 		snprintf(extra, sizeof(extra), "dropped=%u,retries=%llu,irq_cpu=%d%s",
 			 m->dropped, (unsigned long long)m->retries, s->hint, how);
-	if ((s->flags & GRU_OPT_CALLOS) && !m->na)
+	if ((s->flags & GRU_OPT_CALLOS) && !m->na) {
+		char callos[128];
+
 		/*
-		 * The device clock stops when the IRQ defers to call-OS, and
-		 * the driver does not record that answer in last_service_ns:
-		 * the value read would belong to an earlier miss.
+		 * The device clock stops when the IRQ parks the instruction in
+		 * CALLOS, so the dev figure is raise -> deferral only; the
+		 * user's ioctl and the resume show on the user clock alone.
 		 */
-		emit(s->name, "dev", m->dev, 0, "n/a:no_device_time_for_callos");
-	else
+		snprintf(callos, sizeof(callos), "%s,dev=raise_to_callos", extra);
+		emit(s->name, "dev", m->dev, m->n, callos);
+	} else {
 		emit(s->name, "dev", m->dev, m->n, extra);
+	}
 	emit(s->name, "user", m->usr, m->n, extra);
 	free(m->dev);
 	free(m->usr);
