@@ -81,25 +81,25 @@ static inline bool gru_pud_special(pud_t pud)
 
 /*
  * The page-level invalidate after the PTE change: invalidate_range up to
- * 6.5.  From 6.6 its successor, arch_invalidate_secondary_tlbs, may not be
- * combined with invalidate_range_start/end in one subscription (the core
- * WARNs and refuses the registration), so there the driver issues the
- * post-change invalidate from invalidate_range_end instead
- * (GRU_INV_AT_END).  Same arguments either way.
+ * 6.5, arch_invalidate_secondary_tlbs from 6.6.  The latter may not share a
+ * subscription with invalidate_range_start/end (the core WARNs and refuses
+ * the registration), so there it gets a subscription of its own
+ * (GRU_SEPARATE_TLB_SUB, struct gru_mm_tlb).  Same arguments either way.
  */
 typedef void (*gru_secondary_tlb_fn)(struct mmu_notifier *sub,
 				     struct mm_struct *mm,
 				     unsigned long start, unsigned long end);
 
 #ifdef GRU_HAVE_SECONDARY_TLBS
-#define GRU_INV_AT_END		1
+#define GRU_SEPARATE_TLB_SUB	1
 
 static inline void gru_mn_set_secondary_tlb(struct mmu_notifier_ops *ops,
 					    gru_secondary_tlb_fn fn)
 {
+	ops->arch_invalidate_secondary_tlbs = fn;
 }
 #else
-#define GRU_INV_AT_END		0
+#define GRU_SEPARATE_TLB_SUB	0
 
 static inline void gru_mn_set_secondary_tlb(struct mmu_notifier_ops *ops,
 					    gru_secondary_tlb_fn fn)

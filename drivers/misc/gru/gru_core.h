@@ -129,6 +129,7 @@ struct gru_dev {
 
 	struct kref ref;
 	struct mmu_notifier_ops mn_ops;
+	struct mmu_notifier_ops tlb_ops;	/* GRU_SEPARATE_TLB_SUB */
 	struct miscdevice misc;
 	char name[32];			/* IRQ name */
 	char misc_name[16];		/* /dev/gru, /dev/gru1, ... */
@@ -154,11 +155,26 @@ struct gru_dev {
 	atomic64_t hist[GRU_HIST_BUCKETS];
 };
 
+struct gru_mm;
+
+/*
+ * struct gru_mm_tlb - the secondary-TLB subscription of a gru_mm on kernels
+ * where arch_invalidate_secondary_tlbs cannot share a subscription with
+ * invalidate_range_start/end (6.6+).  Every context holds one reference on
+ * it and one on its gru_mm, taken together and dropped together.
+ */
+struct gru_mm_tlb {
+	struct mmu_notifier mn;
+	struct gru_dev *gdev;		/* holds a kref once set */
+	struct gru_mm *gmm;		/* NULL until gru_mm_get() sets it */
+};
+
 /*
  * struct gru_mm - per (device, mm) state: the race protocol lives here.
  */
 struct gru_mm {
 	struct mmu_notifier mn;
+	struct gru_mm_tlb *tlb;		/* GRU_SEPARATE_TLB_SUB only */
 	struct gru_dev *gdev;		/* holds a kref once set */
 	spinlock_t lock;		/* irq-safe: seq .. released */
 	unsigned long seq;		/* bumped by invalidations, ASID changes */

@@ -76,19 +76,12 @@ static int gru_mn_invalidate_range_start(struct mmu_notifier *mn,
 	return 0;
 }
 
-static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
-				 unsigned long start, unsigned long end);
-
 static void gru_mn_invalidate_range_end(struct mmu_notifier *mn,
 					const struct mmu_notifier_range *range)
 {
 	struct gru_mm *gmm = to_gmm(mn);
 	unsigned long flags;
 	bool wake;
-
-	/* the PTEs have changed: see gru_mn_secondary_tlb() */
-	if (GRU_INV_AT_END)
-		gru_mn_secondary_tlb(mn, range->mm, range->start, range->end);
 
 	spin_lock_irqsave(&gmm->lock, flags);
 	if (!WARN_ON_ONCE(gmm->inflight <= 0))
@@ -100,17 +93,17 @@ static void gru_mn_invalidate_range_end(struct mmu_notifier *mn,
 }
 
 /*
- * Called after the PTE changed: as invalidate_range (6.1, from the PTE
- * clear-and-flush and from invalidate_range_end) or from our own
- * invalidate_range_end (6.6+, GRU_INV_AT_END).  It makes the device's
- * generation check a complete barrier on its own: a walk that saw the old
- * PTE read INV_GEN before this invalidation, so its drop-in either lands
- * before it (and is removed) or is refused as stale.
+ * Called after the PTE changed, from the primary MMU's TLB flush:
+ * invalidate_range in 6.1 (from the PTE clear-and-flush and from
+ * invalidate_range_end), arch_invalidate_secondary_tlbs from 6.6 (through
+ * the separate gru_mm_tlb subscription).  Never sleeps.  It makes the
+ * device's generation check a complete barrier on its own: a walk that saw
+ * the old PTE read INV_GEN before this invalidation, so its drop-in either
+ * lands before it (and is removed) or is refused as stale.
  */
-static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
-				 unsigned long start, unsigned long end)
+static void gru_mm_post_inval(struct gru_mm *gmm, unsigned long start,
+			      unsigned long end)
 {
-	struct gru_mm *gmm = to_gmm(mn);
 	unsigned long flags;
 	u16 asid;
 
@@ -125,6 +118,41 @@ static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
 	asid = gru_mm_live_asid(gmm);
 	spin_unlock_irqrestore(&gmm->lock, flags);
 	gru_mm_invalidate(gmm, asid, GRU_INV_RANGE, start, end, GRU_DS_INV_PAGE);
+}
+
+static void gru_mn_secondary_tlb(struct mmu_notifier *mn, struct mm_struct *mm,
+				 unsigned long start, unsigned long end)
+{
+	gru_mm_post_inval(to_gmm(mn), start, end);
+}
+
+static void gru_tlb_secondary_tlb(struct mmu_notifier *mn,
+				  struct mm_struct *mm,
+				  unsigned long start, unsigned long end)
+{
+	struct gru_mm_tlb *tlb = container_of(mn, struct gru_mm_tlb, mn);
+	/* NULL only between registration and gru_mm_get(): nothing mapped */
+	struct gru_mm *gmm = READ_ONCE(tlb->gmm);
+
+	if (gmm)
+		gru_mm_post_inval(gmm, start, end);
+}
+
+static struct mmu_notifier *gru_tlb_alloc(struct mm_struct *mm)
+{
+	struct gru_mm_tlb *tlb = kzalloc(sizeof(*tlb), GFP_KERNEL);
+
+	return tlb ? &tlb->mn : ERR_PTR(-ENOMEM);
+}
+
+static void gru_tlb_free(struct mmu_notifier *mn)
+{
+	struct gru_mm_tlb *tlb = container_of(mn, struct gru_mm_tlb, mn);
+
+	/* the kref keeps gdev->tlb_ops, our ops, alive until here */
+	if (tlb->gdev)
+		gru_dev_put(tlb->gdev);
+	kfree(tlb);
 }
 
 static int gru_mn_age(struct gru_mm *gmm, u32 cmd, unsigned long start,
@@ -252,7 +280,37 @@ static const struct mmu_notifier_ops gru_mn_ops_template = {
 void gru_mm_init_ops(struct gru_dev *gdev)
 {
 	gdev->mn_ops = gru_mn_ops_template;
-	gru_mn_set_secondary_tlb(&gdev->mn_ops, gru_mn_secondary_tlb);
+	gdev->tlb_ops = (struct mmu_notifier_ops) {
+		.alloc_notifier	= gru_tlb_alloc,
+		.free_notifier	= gru_tlb_free,
+	};
+	if (GRU_SEPARATE_TLB_SUB)
+		gru_mn_set_secondary_tlb(&gdev->tlb_ops, gru_tlb_secondary_tlb);
+	else
+		gru_mn_set_secondary_tlb(&gdev->mn_ops, gru_mn_secondary_tlb);
+}
+
+/* Take the gru_mm_tlb reference that goes with a gru_mm reference. */
+static int gru_mm_get_tlb(struct gru_dev *gdev, struct gru_mm *gmm,
+			  struct mm_struct *mm)
+{
+	struct mmu_notifier *mn;
+	struct gru_mm_tlb *tlb;
+
+	mmap_assert_write_locked(mm);
+	mn = mmu_notifier_get_locked(&gdev->tlb_ops, mm);
+	if (IS_ERR(mn))
+		return PTR_ERR(mn);
+	tlb = container_of(mn, struct gru_mm_tlb, mn);
+	if (!tlb->gdev) {
+		kref_get(&gdev->ref);
+		tlb->gdev = gdev;
+	}
+	/* both live exactly as long as this mm has contexts on gdev */
+	WARN_ON_ONCE(tlb->gmm && tlb->gmm != gmm);
+	WRITE_ONCE(tlb->gmm, gmm);
+	gmm->tlb = tlb;
+	return 0;
 }
 
 /**
@@ -278,6 +336,15 @@ struct gru_mm *gru_mm_get(struct gru_dev *gdev, struct mm_struct *mm)
 		kref_get(&gdev->ref);
 		gmm->gdev = gdev;
 	}
+	if (GRU_SEPARATE_TLB_SUB) {
+		int ret = gru_mm_get_tlb(gdev, gmm, mm);
+
+		if (ret) {
+			mmap_write_unlock(mm);
+			mmu_notifier_put(&gmm->mn);
+			return ERR_PTR(ret);
+		}
+	}
 	mmap_write_unlock(mm);
 	return gmm;
 }
@@ -288,5 +355,11 @@ struct gru_mm *gru_mm_get(struct gru_dev *gdev, struct mm_struct *mm)
  */
 void gru_mm_put(struct gru_mm *gmm)
 {
+	/*
+	 * The secondary-TLB subscription goes first: a callback of it that
+	 * still runs holds SRCU, so the gru_mm it uses outlives it.
+	 */
+	if (GRU_SEPARATE_TLB_SUB)
+		mmu_notifier_put(&gmm->tlb->mn);
 	mmu_notifier_put(&gmm->mn);
 }
