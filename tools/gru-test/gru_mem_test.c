@@ -620,17 +620,18 @@ TEST_F(mem, device_access_clears_page_idle)
 		SKIP(return, "no /sys/kernel/mm/page_idle/bitmap (IDLE_PAGE_TRACKING)");
 	*word(self->buf, 0, 0) = 1;
 	*word(self->buf, 1, 0) = 2;
+	/*
+	 * Idle tracking skips folios that are not on an LRU list yet, and new
+	 * anon folios wait in a per-CPU batch: compaction drains every CPU's.
+	 * It may also move the pages, so their PFNs are read only after it.
+	 */
+	write_str("/proc/sys/vm/compact_memory", "1");
 	ASSERT_EQ(0, gru_load(&self->ctx, word(self->buf, 0, 0), &v));
 	ASSERT_EQ(0, gru_load(&self->ctx, word(self->buf, 1, 0), &v));
 	used = va_to_pfn(word(self->buf, 0, 0));
 	unused = va_to_pfn(word(self->buf, 1, 0));
 	ASSERT_NE(0, used);
 	ASSERT_NE(0, unused);
-	/*
-	 * Idle tracking skips folios that are not on an LRU list yet, and new
-	 * anon folios wait in a per-CPU batch: compaction drains every CPU's.
-	 */
-	write_str("/proc/sys/vm/compact_memory", "1");
 	/* marking idle clears the CPU's and the device's accessed bits */
 	ASSERT_EQ(0, idle_bit(used, 1));
 	ASSERT_EQ(0, idle_bit(unused, 1));
