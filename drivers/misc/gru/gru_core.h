@@ -33,6 +33,9 @@
  *   gru_mm:  one per (device, mm), from mmu_notifier_get(); each context
  *            holds a reference, dropped by mmu_notifier_put(); freed by
  *            free_notifier after an SRCU grace period.
+ *   gru_mm_tlb: 6.6+ only, the secondary-TLB subscription of a gru_mm;
+ *            each context takes and drops a reference on it together with
+ *            its gru_mm reference, dropping this one first.
  *   gru_ctx: one per open() of /dev/gru, freed at file release (the window
  *            VMA holds a file reference, so release runs after munmap).
  */
