@@ -58,7 +58,7 @@ struct row {
 	char src[8];
 	uint64_t p50, p99, mean;
 	unsigned int count;
-	char extra[96];
+	char extra[224];
 };
 
 static struct row rows[MAX_ROWS];
@@ -212,8 +212,13 @@ static void recover(struct gru_ctx *c)
 		die("reopen /dev/gru", -ret);
 }
 
+/* path_off of a row that takes whichever driver path answered the miss */
+#define ANY_FILL	((size_t)-1)
+
 static uint64_t stat_at(const struct gru_ctx_stats *st, size_t off)
 {
+	if (off == ANY_FILL)
+		return st->fill_irq + st->fill_worker;
 	return *(const uint64_t *)((const char *)st + off);
 }
 
@@ -239,7 +244,7 @@ struct miss_spec {
 	uint32_t fill;		/* enum gru_fill_mode */
 	uint8_t opc;		/* LOAD or STORE */
 	enum prep prep;
-	size_t path_off;	/* counter that must rise by one */
+	size_t path_off;	/* counter that must rise by one, or ANY_FILL */
 	uint64_t want_st;	/* GRU_ST_DONE, or ERROR for the floor */
 	int hint;		/* CPU the fault interrupt is aimed at */
 };
@@ -255,6 +260,8 @@ struct miss_spec {
 struct miss_run {
 	const struct miss_spec *s;
 	uint64_t *dev, *usr, retries;
+	/* over every measured sample: who answered, why the IRQ walk didn't */
+	uint64_t fast, d_cpumask, d_walk, d_race;
 	unsigned int n, dropped, taken;
 	const char *na;		/* why the row can't be measured */
 	char *buf;
@@ -330,6 +337,10 @@ static bool miss_sample(struct gru_ctx *c, struct miss_run *m)
 	}
 	if (i < WARMUP)
 		return true;
+	m->fast += b.fill_irq - a.fill_irq;
+	m->d_cpumask += b.defer_cpumask - a.defer_cpumask;
+	m->d_walk += b.defer_walk - a.defer_walk;
+	m->d_race += b.defer_race - a.defer_race;
 	if (st != s->want_st || b.faults - a.faults != 1 ||
 	    stat_at(&b, s->path_off) - stat_at(&a, s->path_off) != 1) {
 		m->dropped++;
@@ -345,7 +356,7 @@ static bool miss_sample(struct gru_ctx *c, struct miss_run *m)
 static void miss_finish(struct miss_run *m, const char *how)
 {
 	const struct miss_spec *s = m->s;
-	char extra[96];
+	char extra[192];
 
 	if (m->child > 0) {
 		kill(m->child, SIGKILL);
@@ -356,10 +367,15 @@ static void miss_finish(struct miss_run *m, const char *how)
 	if (m->na)
 		snprintf(extra, sizeof(extra), "%s", m->na);
 	else
-		snprintf(extra, sizeof(extra), "dropped=%u,retries=%llu,irq_cpu=%d%s",
-			 m->dropped, (unsigned long long)m->retries, s->hint, how);
+		snprintf(extra, sizeof(extra),
+			 "dropped=%u,retries=%llu,irq_cpu=%d,fast=%llu,defer_cpumask=%llu,defer_walk=%llu,defer_race=%llu%s",
+			 m->dropped, (unsigned long long)m->retries, s->hint,
+			 (unsigned long long)m->fast,
+			 (unsigned long long)m->d_cpumask,
+			 (unsigned long long)m->d_walk,
+			 (unsigned long long)m->d_race, how);
 	if ((s->flags & GRU_OPT_CALLOS) && !m->na) {
-		char callos[128];
+		char callos[224];
 
 		/*
 		 * The device clock stops when the IRQ parks the instruction in
@@ -857,9 +873,13 @@ int main(int argc, char **argv)
 		  GRU_ST_ERROR, other_cpu },
 		{ "irq_fast_path", 0, GRU_FILL_IRQ, GRU_OPC_LOAD, PREP_PRESENT,
 		  offsetof(struct gru_ctx_stats, fill_irq), GRU_ST_DONE, my_cpu },
-		{ "irq_fast_path_other_cpu", 0, GRU_FILL_IRQ, GRU_OPC_LOAD,
-		  PREP_PRESENT, offsetof(struct gru_ctx_stats, fill_irq),
-		  GRU_ST_DONE, other_cpu },
+		/*
+		 * The fast path walks only on a CPU in the mm's cpumask; an
+		 * interrupt elsewhere goes to the worker.  The notes say which
+		 * path answered and why.
+		 */
+		{ "irq_other_cpu", 0, GRU_FILL_IRQ, GRU_OPC_LOAD,
+		  PREP_PRESENT, ANY_FILL, GRU_ST_DONE, other_cpu },
 		{ "worker_first_touch", 0, GRU_FILL_IRQ, GRU_OPC_STORE,
 		  PREP_UNTOUCHED, offsetof(struct gru_ctx_stats, fill_worker),
 		  GRU_ST_DONE, my_cpu },

@@ -71,7 +71,7 @@ table() {	# table ROWFILE
 		printf "\n  ratios (p50 unless noted; dev = device clock, user = clock_gettime):\n"
 		ratio("fast path : floor (irq on issuing CPU)", "irq_fast_path", "dev", "floor_same_cpu", "dev", 4)
 		ratio("floor other CPU : floor issuing CPU", "floor_other_cpu", "dev", "floor_same_cpu", "dev", 4)
-		ratio("fast path other CPU : fast path", "irq_fast_path_other_cpu", "dev", "irq_fast_path", "dev", 4)
+		ratio("IRQ on other CPU : fast path", "irq_other_cpu", "dev", "irq_fast_path", "dev", 4)
 		ratio("worker first touch : fast path", "worker_first_touch", "dev", "irq_fast_path", "dev", 4)
 		ratio("worker COW : fast path", "worker_cow", "dev", "irq_fast_path", "dev", 4)
 		ratio("worker, PTE present : fast path", "worker_present", "dev", "irq_fast_path", "dev", 4)
@@ -133,7 +133,7 @@ done
 colour() {
 	case "$1" in
 	floor_same_cpu) echo '#000000' ;; floor_other_cpu) echo '#777777' ;;
-	irq_fast_path) echo '#d62728' ;; irq_fast_path_other_cpu) echo '#ff9896' ;;
+	irq_fast_path) echo '#d62728' ;; irq_other_cpu) echo '#ff9896' ;;
 	worker_first_touch) echo '#1f77b4' ;; worker_cow) echo '#17becf' ;;
 	worker_present) echo '#9467bd' ;; callos_first_touch) echo '#8c564b' ;;
 	pinned) echo '#ff7f0e' ;; hmm) echo '#2ca02c' ;;

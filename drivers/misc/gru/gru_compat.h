@@ -11,17 +11,81 @@
 #include <linux/mm.h>
 #include <linux/pgtable.h>
 #include <linux/mmu_notifier.h>
+#include <linux/kallsyms.h>
+#include <linux/string.h>
+#include <asm/paravirt.h>
 
 /*
- * The hard-IRQ page walk is memory-safe only if page-table pages are freed
- * through RCU (IRQs off then holds the grace period off).  Without it the
- * walk is compiled out and every miss goes to the worker.
+ * The lockless walk reads page tables that another CPU may be freeing.
+ * It is compiled only where the kernel gives lockless walkers a way to
+ * hold the free off (MMU_GATHER_RCU_TABLE_FREE: an IPI or an RCU grace
+ * period after the table is unhooked); gru_fault.c decides per walk
+ * whether it is in a position to do so.  Without it every miss goes to
+ * process context.
  */
 #ifdef CONFIG_MMU_GATHER_RCU_TABLE_FREE
 #define GRU_HAVE_IRQ_WALK	1
 #else
 #define GRU_HAVE_IRQ_WALK	0
 #endif
+
+/**
+ * gru_tables_rcu_freed() - whether every user page-table free waits for RCU
+ *
+ * On x86 up to at least 6.12 the mmu_gather frees page tables through
+ * pv_ops.mmu.tlb_remove_table.  Its native default frees the table right
+ * after the flush IPI, which only CPUs in mm_cpumask() receive; only a
+ * hypervisor guest (KVM with PV TLB flush, Xen, Hyper-V) installs the
+ * RCU-deferred tlb_remove_table().  So ask the running kernel which one it
+ * uses instead of trusting the Kconfig symbol.  Anything we cannot identify
+ * (no kallsyms, a kernel without the hook whose rules we have not read)
+ * counts as an immediate free.
+ *
+ * Return: true if an IRQs-off walk on any CPU holds off every table free.
+ */
+static inline bool gru_tables_rcu_freed(void)
+{
+#if defined(CONFIG_PARAVIRT) && defined(GRU_HAVE_PV_TLB_REMOVE_TABLE) && \
+	GRU_HAVE_IRQ_WALK
+	char name[KSYM_SYMBOL_LEN];
+
+	sprint_symbol_no_offset(name,
+				(unsigned long)pv_ops.mmu.tlb_remove_table);
+	return !strcmp(name, "tlb_remove_table");
+#else
+	return false;
+#endif
+}
+
+/*
+ * Leaf predicates of the walk, from the x86 bits themselves.  The generic
+ * pte_access_permitted() also applies the protection key rights (PKRU) of
+ * whatever task the CPU happens to run, which says nothing about the
+ * device; and from 6.6 pte_write() is true for shadow-stack PTEs, which
+ * are not writable by ordinary stores.  _PAGE_PRESENT (not pte_present(),
+ * which accepts PROT_NONE and NUMA-hinting entries) and _PAGE_USER make a
+ * leaf the process may access; _PAGE_RW makes it writable.
+ */
+static inline bool gru_leaf_user(unsigned long flags)
+{
+	return (flags & (_PAGE_PRESENT | _PAGE_USER)) ==
+	       (_PAGE_PRESENT | _PAGE_USER);
+}
+
+static inline bool gru_leaf_rw(unsigned long flags)
+{
+	return flags & _PAGE_RW;
+}
+
+/* Shadow-stack VMAs (6.6+) carry VM_WRITE but take no ordinary store. */
+static inline bool gru_vma_shadow_stack(struct vm_area_struct *vma)
+{
+#ifdef VM_SHADOW_STACK
+	return vma->vm_flags & VM_SHADOW_STACK;
+#else
+	return false;
+#endif
+}
 
 /* vm_flags became read-only behind accessors in 6.3. */
 static inline void gru_vm_flags_set(struct vm_area_struct *vma,

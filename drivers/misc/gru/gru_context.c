@@ -9,6 +9,7 @@
  */
 #include <linux/mm.h>
 #include <linux/sched.h>
+#include <linux/delay.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 
@@ -51,8 +52,12 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
 
 /*
  * Out of ASIDs: start a new generation.  Every old-generation ASID is
- * flushed at once; mms that still run on the device get new ones now,
- * the others when they are next loaded.
+ * flushed at once, and every loaded slot loses its ASID in the same
+ * hw_lock section: from then on no slot translates with an old number,
+ * so handing the numbers out again below (or to the next mm loaded)
+ * cannot make one mm's slot use another mm's entries.  A slot whose
+ * instruction is running parks on its next translation until its mm gets
+ * a new ASID, here for every loaded mm, or when it is next loaded.
  */
 static void gru_asid_wrap(struct gru_dev *gdev)
 {
@@ -63,15 +68,24 @@ static void gru_asid_wrap(struct gru_dev *gdev)
 	WRITE_ONCE(gdev->asid_gen, gdev->asid_gen + 1);
 	gdev->next_asid = 1;
 	gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
+	if (!gdev->gone)
+		for (i = 0; i < gdev->nctx; i++)
+			if (gdev->slots[i])
+				gru_ctx_set_asid(gdev, i, 0);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
 	GRU_DSTAT(gdev, INV_ALL);
 	GRU_DSTAT(gdev, ASID_WRAPS);
 
 	for (i = 0; i < gdev->nctx; i++) {
 		struct gru_ctx *c = gdev->slots[i];
+		unsigned int delay = READ_ONCE(gru_asid_wrap_delay_us);
 
-		if (c && !gru_asid_current(gdev, c->gmm))
-			gru_asid_assign(gdev, c->gmm);
+		if (!c || gru_asid_current(gdev, c->gmm))
+			continue;
+		gru_asid_assign(gdev, c->gmm);
+		/* test only: widen the window between reassignments */
+		if (unlikely(delay))
+			usleep_range(delay, delay + delay / 4 + 1);
 	}
 }
 

@@ -23,8 +23,10 @@
  *     slot and then calls gru_sync_fault_irqs() under ctx_mutex;
  *   - gru_dev.claimed bits: one handler at a time services a context;
  *   - gru_mm.lock and gru_dev.hw_lock (irqsave);
- *   - the page tables of gru_ctx.mm, read locklessly (GUP-fast rules, see
- *     gru_fault.c and docs/driver.md), never written, no page references;
+ *   - the page tables of gru_ctx.mm, read locklessly and only on a CPU in
+ *     mm_cpumask(gru_ctx.mm) unless gru_dev.walk_any_cpu (GUP-fast rules,
+ *     see gru_fault.c and docs/driver.md), never written, no page
+ *     references;
  *   - atomic counters, the fault worker queue, the WAIT wait queue.
  *   Nothing that sleeps, no ctx_mutex, no mmap_lock.
  *
@@ -67,7 +69,7 @@
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
 #define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
 
-/* Per-context counters; the first GRU_CS_NR_UAPI mirror gru_ctx_stats. */
+/* Per-context counters (GRU_IOC_STATS and debugfs). */
 enum gru_cstat {
 	GRU_CS_FAULTS,
 	GRU_CS_FILL_IRQ,
@@ -83,6 +85,9 @@ enum gru_cstat {
 	GRU_CS_STEALS,
 	GRU_CS_LOADS,
 	GRU_CS_ERRORS,
+	GRU_CS_DEFER_CPUMASK,
+	GRU_CS_DEFER_WALK,
+	GRU_CS_DEFER_RACE,
 	GRU_CS_NR,
 };
 
@@ -96,6 +101,9 @@ enum gru_dstat {
 	GRU_DS_FILL_BATCH,
 	GRU_DS_DEFER_WORKER,	/* misses the IRQ path handed to the worker */
 	GRU_DS_DEFER_CALLOS,	/* misses the IRQ path handed to user space */
+	GRU_DS_DEFER_CPUMASK,	/* IRQ CPU not in mm_cpumask: no walk there */
+	GRU_DS_DEFER_WALK,	/* the IRQ walk found no usable leaf */
+	GRU_DS_DEFER_RACE,	/* invalidations kept racing the IRQ walk */
 	GRU_DS_RETRIES,
 	GRU_DS_IGNORED,
 	GRU_DS_ERRORS,
@@ -128,6 +136,7 @@ struct gru_dev {
 	unsigned int nvec;		/* allocated MSI-X vectors */
 	u32 version;
 	bool fast_path;			/* IRQ walk compiled in */
+	bool walk_any_cpu;		/* page tables are RCU-freed */
 	bool gone;			/* PCI remove ran */
 
 	struct kref ref;
@@ -236,6 +245,7 @@ static inline struct gru_dev *gru_mm_dev(struct gru_mm *gmm)
 
 extern bool gru_no_seq_check;
 extern bool gru_no_post_inval;
+extern unsigned int gru_asid_wrap_delay_us;
 
 /* gru_main.c */
 void gru_dev_put(struct gru_dev *gdev);

@@ -21,6 +21,9 @@ static const char * const gru_dstat_names[GRU_DS_NR] = {
 	[GRU_DS_FILL_BATCH]	= "fill_batch",
 	[GRU_DS_DEFER_WORKER]	= "defer_worker",
 	[GRU_DS_DEFER_CALLOS]	= "defer_callos",
+	[GRU_DS_DEFER_CPUMASK]	= "defer_cpumask",
+	[GRU_DS_DEFER_WALK]	= "defer_walk",
+	[GRU_DS_DEFER_RACE]	= "defer_race",
 	[GRU_DS_RETRIES]	= "retries",
 	[GRU_DS_IGNORED]	= "ignored",
 	[GRU_DS_ERRORS]		= "errors",
@@ -51,6 +54,9 @@ static const char * const gru_cstat_names[GRU_CS_NR] = {
 	[GRU_CS_STEALS]		= "steals",
 	[GRU_CS_LOADS]		= "loads",
 	[GRU_CS_ERRORS]		= "errors",
+	[GRU_CS_DEFER_CPUMASK]	= "defer_cpumask",
+	[GRU_CS_DEFER_WALK]	= "defer_walk",
+	[GRU_CS_DEFER_RACE]	= "defer_race",
 };
 
 static const struct {

@@ -33,48 +33,59 @@ enum gru_fill_result {
 	GRU_FILL_RACE,		/* an invalidation raced: walk again */
 	GRU_FILL_DEAD,		/* the mm is gone */
 	GRU_FILL_BAD,		/* the device refused the entry */
+	GRU_FILL_FOREIGN,	/* no lockless walk on this CPU */
 };
 
-/* Size class and permissions of a leaf; false if it cannot be dropped in. */
-static bool gru_leaf_attr(bool present_user, bool writable, bool dirty,
-			  bool write, u64 size, u64 *attr)
+/*
+ * Size class and permissions of a leaf from its x86 flags (gru_compat.h);
+ * false if it cannot be dropped in.  Protection keys are not applied: the
+ * device is a remote agent, like get_user_pages_remote().
+ */
+static bool gru_leaf_attr(unsigned long flags, bool dirty, bool write,
+			  u64 size, u64 *attr)
 {
-	if (!present_user)
+	bool rw = gru_leaf_rw(flags);
+
+	if (!gru_leaf_user(flags))
 		return false;
 	/*
 	 * A device write must leave the page dirty in the primary MMU's
 	 * eyes: only a writable PTE that is already dirty may carry write
 	 * permission.  A clean one goes to the slow path, which dirties it.
 	 */
-	if (write && !(writable && dirty))
+	if (write && !(rw && dirty))
 		return false;
 	*attr = size | GRU_ATTR_READ;
-	if (writable && dirty)
+	if (rw && dirty)
 		*attr |= GRU_ATTR_WRITE;
 	return true;
 }
 
 #if GRU_HAVE_IRQ_WALK
 /*
- * Lockless walk of @mm for @va, IRQs off.  Each level is read once into a
- * local and never re-read through the table pointer except to check that
- * the PMD did not change under the PTE read (khugepaged retraction).
- * Page-table pages cannot be freed under us: they go through RCU
- * (MMU_GATHER_RCU_TABLE_FREE, pte_free_defer) and IRQs off holds the grace
- * period off.  No reference is taken on any page.
+ * Lockless walk of @mm for @va.  The caller makes it memory-safe (see
+ * gru_walk_safe() and docs/driver.md): IRQs are off for the whole walk,
+ * and either this CPU is in mm_cpumask(@mm), so no page table can be
+ * freed before the flush IPI reaches us, or the caller holds the mmap
+ * lock and @end is the end of the VMA covering @va, so no table on the
+ * path to it can be freed and an RCU-deferred free of a PTE table waits
+ * for us.  Each level is read once into a local and never re-read through
+ * the table pointer except to check that the PMD did not change under the
+ * PTE read (khugepaged retraction).  No reference is taken on any page.
  *
  * Fills @x[0] for @va and up to @nmax - 1 following present 4 KiB
- * neighbours in the same PTE table.  Returns the number filled.
+ * neighbours, all below @end and in the same PTE table.  Returns the
+ * number filled.
  */
 static int gru_walk(struct mm_struct *mm, u64 va, bool write,
-		    struct gru_xlate *x, int nmax)
+		    struct gru_xlate *x, int nmax, unsigned long end)
 {
 	pgd_t *pgdp, pgd;
 	p4d_t *p4dp, p4d;
 	pud_t *pudp, pud;
 	pmd_t *pmdp, pmd;
 	pte_t *ptep, pte;
-	unsigned long pfn;
+	unsigned long pfn, addr;
 	int n;
 
 	lockdep_assert_irqs_disabled();
@@ -96,8 +107,7 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 			return 0;
 		pfn = pud_pfn(pud);
 		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pud_access_permitted(pud, false),
-				   pud_write(pud), pud_dirty(pud), write,
+		    !gru_leaf_attr(pud_flags(pud), pud_dirty(pud), write,
 				   GRU_ATTR_SIZE_1G, &x->attr))
 			return 0;
 		x->va = va & PUD_MASK;
@@ -115,8 +125,7 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 			return 0;
 		pfn = pmd_pfn(pmd);
 		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pmd_access_permitted(pmd, false),
-				   pmd_write(pmd), pmd_dirty(pmd), write,
+		    !gru_leaf_attr(pmd_flags(pmd), pmd_dirty(pmd), write,
 				   GRU_ATTR_SIZE_2M, &x->attr))
 			return 0;
 		x->va = va & PMD_MASK;
@@ -124,10 +133,16 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		return 1;
 	}
 
-	ptep = gru_pte_offset_lockless(&pmd, va);
-	for (n = 0; n < nmax; n++, ptep++, va += PAGE_SIZE) {
-		if (n && !(va & ~PMD_MASK))
-			break;		/* the next PTE table */
+	/*
+	 * The batch stays inside the PTE table that @pmd points to: bound it
+	 * by the page-aligned address, never by @va itself, whose page
+	 * offset would hide the table boundary.
+	 */
+	addr = va & PAGE_MASK;
+	end = pmd_addr_end(addr, end);
+	nmax = min_t(unsigned long, nmax, (end - addr) >> PAGE_SHIFT);
+	ptep = gru_pte_offset_lockless(&pmd, addr);
+	for (n = 0; n < nmax; n++, ptep++, addr += PAGE_SIZE) {
 		pte = gru_ptep_get_lockless(ptep);
 		pfn = pte_pfn(pte);
 		/*
@@ -139,11 +154,11 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		    (pte_special(pte) && !is_zero_pfn(pfn)))
 			break;
 		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pte_access_permitted(pte, false),
-				   pte_write(pte), pte_dirty(pte), n ? false : write,
-				   GRU_ATTR_SIZE_4K, &x[n].attr))
+		    !gru_leaf_attr(pte_flags(pte), pte_dirty(pte),
+				   n ? false : write, GRU_ATTR_SIZE_4K,
+				   &x[n].attr))
 			break;
-		x[n].va = va & PAGE_MASK;
+		x[n].va = addr;
 		x[n].pa = (u64)pfn << PAGE_SHIFT;
 	}
 	/* the table we read may have been retracted meanwhile */
@@ -153,31 +168,52 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 }
 #else
 static int gru_walk(struct mm_struct *mm, u64 va, bool write,
-		    struct gru_xlate *x, int nmax)
+		    struct gru_xlate *x, int nmax, unsigned long end)
 {
 	return 0;
 }
 #endif
 
 /*
+ * Hard IRQ: may this CPU walk @mm without locks?  Only where the GUP-fast
+ * argument holds for it: with IRQs off on a CPU in mm_cpumask(@mm), a
+ * page table unhooked elsewhere is freed only after a flush IPI that we
+ * hold off (x86 sends it to lazy CPUs too when tables are freed).  Only
+ * this CPU clears its bit, in switch_mm_irqs_off(), so it stays set for
+ * the whole walk.  Where every free waits for RCU, any CPU will do.
+ */
+static bool gru_walk_safe(struct gru_dev *gdev, struct mm_struct *mm)
+{
+	lockdep_assert_irqs_disabled();
+	return gdev->walk_any_cpu ||
+	       cpumask_test_cpu(smp_processor_id(), mm_cpumask(mm));
+}
+
+/*
  * One attempt of the race protocol: sample, walk, check, drop in.  In hard
- * IRQ the whole attempt runs with IRQs off; from process context
- * (@process) IRQs are turned off around the walk only, which is all its
- * memory safety needs.
+ * IRQ (@vma NULL) the whole attempt runs with IRQs off, and the walk only
+ * where gru_walk_safe() allows it.  From process context the caller holds
+ * the mmap lock and @vma covers @va; IRQs are off around the walk only,
+ * which holds off the RCU-deferred free of a retracted PTE table.
  */
 static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 					 bool write, int path, int *extra,
-					 bool process)
+					 struct vm_area_struct *vma)
 {
 	struct gru_xlate x[GRU_BATCH_MAX];
 	struct gru_dev *gdev = ctx->gdev;
 	struct gru_mm *gmm = ctx->gmm;
 	enum gru_fill_result ret;
-	unsigned long seq, flags;
+	unsigned long seq, flags, end;
 	u64 gen, res = GRU_DI_INSTALLED;
 	int n, i, nmax;
 
+	if (vma)
+		mmap_assert_locked(ctx->mm);
+	else if (!gru_walk_safe(gdev, ctx->mm))
+		return GRU_FILL_FOREIGN;
 	nmax = clamp_t(u32, READ_ONCE(ctx->opts.batch), 1, GRU_BATCH_MAX);
+	end = vma ? vma->vm_end : TASK_SIZE_MAX;
 
 	spin_lock_irqsave(&gmm->lock, flags);
 	if (gmm->released || ctx->dead) {
@@ -193,10 +229,10 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 
 	/* generation first: anything invalidated after this is newer */
 	gen = gru_hw_inv_gen(gdev);
-	if (process)
+	if (vma)
 		local_irq_save(flags);
-	n = gru_walk(ctx->mm, va, write, x, nmax);
-	if (process)
+	n = gru_walk(ctx->mm, va, write, x, nmax, end);
+	if (vma)
 		local_irq_restore(flags);
 	if (!n)
 		return GRU_FILL_MISS;
@@ -206,7 +242,7 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 	 * so that the race detector sees the broken protocol within a bounded
 	 * run.
 	 */
-	if (unlikely(gru_no_seq_check) && process)
+	if (unlikely(gru_no_seq_check) && vma)
 		usleep_range(GRU_MUTATION_DELAY_US, 2 * GRU_MUTATION_DELAY_US);
 
 	spin_lock_irqsave(&gmm->lock, flags);
@@ -273,6 +309,27 @@ static void gru_count_fill(struct gru_ctx *ctx, int path, int extra)
 	}
 }
 
+/* Why the IRQ path left a miss to process context, for GRU_IOC_STATS. */
+static void gru_count_defer(struct gru_ctx *ctx, enum gru_fill_result r)
+{
+	struct gru_dev *gdev = ctx->gdev;
+
+	switch (r) {
+	case GRU_FILL_FOREIGN:
+		GRU_CSTAT(ctx, DEFER_CPUMASK);
+		GRU_DSTAT(gdev, DEFER_CPUMASK);
+		break;
+	case GRU_FILL_RACE:
+		GRU_CSTAT(ctx, DEFER_RACE);
+		GRU_DSTAT(gdev, DEFER_RACE);
+		break;
+	default:
+		GRU_CSTAT(ctx, DEFER_WALK);
+		GRU_DSTAT(gdev, DEFER_WALK);
+		break;
+	}
+}
+
 /**
  * gru_account_service() - record the device's miss service time
  * @ctx: the context whose miss was just answered
@@ -304,6 +361,7 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 {
 	struct gru_fault_rec rec;
 	struct gru_ctx *ctx;
+	enum gru_fill_result r = GRU_FILL_MISS;
 	bool write;
 	u32 flags, mode;
 	int i, extra = 0;
@@ -345,8 +403,9 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 
 	if (gdev->fast_path && mode == GRU_FILL_IRQ && !defer) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
-			switch (gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
-					     &extra, false)) {
+			r = gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
+					 &extra, NULL);
+			switch (r) {
 			case GRU_FILL_OK:
 				gru_ctx_cmd(gdev, slot, GRU_CMD_RESUME, 0);
 				gru_count_fill(ctx, GRU_PATH_IRQ, extra);
@@ -363,6 +422,7 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 			}
 			break;
 		}
+		gru_count_defer(ctx, r);
 	}
 
 	ctx->pend_va = rec.va;
@@ -474,6 +534,8 @@ u32 gru_vma_error(struct vm_area_struct *vma, bool write)
 	if (write ? !(vma->vm_flags & VM_WRITE) :
 		    !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
 		return GRU_ERR_PROT;
+	if (write && gru_vma_shadow_stack(vma))
+		return GRU_ERR_PROT;
 	return GRU_ERR_NONE;
 }
 
@@ -517,27 +579,42 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 			mmap_read_unlock(mm);
 			goto out;
 		}
+		/*
+		 * FAULT_FLAG_REMOTE: the device is not the calling thread, so
+		 * its protection keys (or a kworker's) do not apply.
+		 */
 		unlocked = false;
-		ret = fixup_user_fault(mm, va, write ? FAULT_FLAG_WRITE : 0,
+		ret = fixup_user_fault(mm, va, FAULT_FLAG_REMOTE |
+				       (write ? FAULT_FLAG_WRITE : 0),
 				       &unlocked);
-		mmap_read_unlock(mm);
 		if (ret == -EFAULT) {
+			mmap_read_unlock(mm);
 			/* the VMA may have changed if the lock was dropped */
 			if (unlocked)
 				continue;
 			err = GRU_ERR_PROT;
 			goto out;
 		}
-		if (ret == -ENOMEM) {
-			err = GRU_ERR_FAULT;
+		if (ret) {
+			mmap_read_unlock(mm);
+			/* -ENOMEM; -EINTR/-EAGAIN: fatal signal */
+			err = ret == -ENOMEM ? GRU_ERR_FAULT : GRU_ERR_ABORTED;
 			goto out;
 		}
-		if (ret) {	/* -EINTR/-EAGAIN: fatal signal */
-			err = GRU_ERR_ABORTED;
-			goto out;
+		/*
+		 * Walk under the same mmap lock, in a VMA that still covers
+		 * @va: no page table on the way to it can be freed meanwhile
+		 * (see gru_try_fill()).
+		 */
+		if (unlocked) {
+			vma = vma_lookup(mm, va);
+			if (gru_vma_error(vma, write)) {
+				mmap_read_unlock(mm);
+				continue;
+			}
 		}
-
-		r = gru_try_fill(ctx, va, write, path, &extra, true);
+		r = gru_try_fill(ctx, va, write, path, &extra, vma);
+		mmap_read_unlock(mm);
 		if (r == GRU_FILL_OK) {
 			gru_count_fill(ctx, path, extra);
 			err = GRU_ERR_NONE;

@@ -237,9 +237,6 @@ static int gru_ioc_set_opts(struct gru_ctx *ctx, void __user *arg)
 	    o.batch > GRU_BATCH_MAX)
 		return -EINVAL;
 	if (o.fill_mode == GRU_FILL_HMM) {
-		/* the interval notifier is inserted on the owner's mm */
-		if (current->mm != ctx->mm)
-			return -EPERM;
 		ret = gru_hmm_enable(ctx);
 		if (ret)
 			return ret;
@@ -278,8 +275,6 @@ static int gru_ioc_call_os(struct gru_ctx *ctx, void __user *arg)
 	u64 va;
 	u32 err;
 
-	if (current->mm != ctx->mm)
-		return -EPERM;
 	mutex_lock(&gdev->ctx_mutex);
 	if (ctx->slot < 0 || !READ_ONCE(ctx->callos_pending) ||
 	    gru_ctx_status(ctx) != GRU_ST_CALLOS) {
@@ -329,6 +324,9 @@ static int gru_ioc_stats(struct gru_ctx *ctx, void __user *arg)
 	GRU_GET(steals, STEALS);
 	GRU_GET(loads, LOADS);
 	GRU_GET(errors, ERRORS);
+	GRU_GET(defer_cpumask, DEFER_CPUMASK);
+	GRU_GET(defer_walk, DEFER_WALK);
+	GRU_GET(defer_race, DEFER_RACE);
 #undef GRU_GET
 	st.invalidations = atomic64_read(&ctx->gmm->invalidations);
 	st.last_service_ns = READ_ONCE(ctx->last_service_ns);
@@ -424,6 +422,15 @@ static long gru_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct gru_ctx *ctx = file->private_data;
 	void __user *uarg = (void __user *)arg;
+
+	/*
+	 * A context is its opener's: another process that holds the file
+	 * (a child, or one it was passed to) may neither steer it nor learn
+	 * its ASID, its state or which of the owner's addresses the device
+	 * has touched.  It can only close it.
+	 */
+	if (current->mm != ctx->mm)
+		return -EPERM;
 
 	switch (cmd) {
 	case GRU_IOC_INFO:

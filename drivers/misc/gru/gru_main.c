@@ -32,6 +32,11 @@ module_param_named(no_post_inval, gru_no_post_inval, bool, 0644);
 MODULE_PARM_DESC(no_post_inval,
 		 "test only: skip the device invalidate after the PTE change (breaks coherency)");
 
+unsigned int gru_asid_wrap_delay_us;
+module_param_named(asid_wrap_delay_us, gru_asid_wrap_delay_us, uint, 0644);
+MODULE_PARM_DESC(asid_wrap_delay_us,
+		 "test only: sleep between the ASID reassignments of a generation wrap");
+
 static DEFINE_IDA(gru_ida);
 
 static void gru_dev_release(struct kref *ref)
@@ -207,6 +212,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	gdev->asid_gen = 1;
 	gdev->next_asid = 1;
 	gdev->fast_path = GRU_HAVE_IRQ_WALK;
+	gdev->walk_any_cpu = gdev->fast_path && gru_tables_rcu_freed();
 
 	gdev->wq = alloc_workqueue("gru_fault/%s", WQ_UNBOUND | WQ_HIGHPRI, 0,
 				   pci_name(pdev));
@@ -238,8 +244,10 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	dev_info(&pdev->dev,
 		 "GRU TLB v%x: %u contexts, %ux%u TLB, %u MSI-X vectors, /dev/%s, IRQ fast path %s\n",
 		 gdev->version, gdev->nctx, gdev->sets, gdev->ways, gdev->nvec,
-		 gdev->misc.name, gdev->fast_path ? "on" :
-		 "OFF (no MMU_GATHER_RCU_TABLE_FREE: all misses use the worker)");
+		 gdev->misc.name, !gdev->fast_path ?
+		 "OFF (no MMU_GATHER_RCU_TABLE_FREE: all misses use the worker)" :
+		 gdev->walk_any_cpu ? "on (page tables RCU-freed: any CPU)" :
+		 "on (page tables freed after the flush IPI: only on CPUs in the mm's cpumask)");
 	return 0;
 
 err_irqs:

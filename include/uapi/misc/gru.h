@@ -113,6 +113,8 @@ enum gru_error {
 
 /*
  * /dev/gru ioctls.  Each open() is one context bound to the opener's mm.
+ * Every ioctl fails with EPERM when called from another mm (a child that
+ * inherited the file, or a process it was passed to).
  */
 #define GRU_IOC_MAGIC		0xE7
 
@@ -175,7 +177,11 @@ struct gru_ctx_stats {
 	__u64 loads;		/* times it was loaded into a hardware slot */
 	__u64 errors;		/* instructions failed by the driver */
 	__u64 last_service_ns;	/* device clock: last miss raise -> resume */
-	__u64 reserved[8];
+	/* Misses the hard-IRQ walk left to the worker or call-OS, by cause: */
+	__u64 defer_cpumask;	/* IRQ CPU not in the mm's cpumask: no walk */
+	__u64 defer_walk;	/* no usable leaf (not present, COW, clean) */
+	__u64 defer_race;	/* invalidations kept racing the walk */
+	__u64 reserved[5];
 };
 
 /* GRU_IOC_TLB_PROBE: look up this context's VA in the device TLB. */
