@@ -184,7 +184,7 @@ if [ -n "$MUTATION" ]; then
 	# shellcheck disable=SC2086
 	run_bin gru-race --expect-violations $RACE_ARGS
 else
-	for t in gru_basic_test gru_badinput_test gru_mem_test; do
+	for t in gru_basic_test gru_badinput_test gru_mem_test gru_safety_test; do
 		run_bin "$t"
 	done
 	# ASID reuse needs a small ASID space: reload the module for it.
