@@ -60,6 +60,7 @@ static bool gru_baseline_wait(struct gru_ctx *ctx)
 	GRU_CSTAT(ctx, RETRIES);
 	GRU_DSTAT(ctx->gdev, RETRIES);
 	wait_event_timeout(gmm->inv_wq, !READ_ONCE(gmm->inflight), HZ / 100);
+	gru_asid_settle(ctx);
 	return !READ_ONCE(ctx->dead);
 }
 
@@ -173,6 +174,7 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 		}
 		if (res == GRU_DI_BAD)
 			goto out;
+		gru_asid_settle(ctx);
 	}
 	err = GRU_ERR_FAULT;
 out:
@@ -336,6 +338,7 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 		err = GRU_ERR_FAULT;
 		if (res == GRU_DI_BAD)
 			break;
+		gru_asid_settle(ctx);
 	}
 	mmput(mm);
 	return err;

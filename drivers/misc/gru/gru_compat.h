@@ -19,11 +19,13 @@
  * The lockless walk reads page tables that another CPU may be freeing.
  * It is compiled only where the kernel gives lockless walkers a way to
  * hold the free off (MMU_GATHER_RCU_TABLE_FREE: an IPI or an RCU grace
- * period after the table is unhooked); gru_fault.c decides per walk
- * whether it is in a position to do so.  Without it every miss goes to
- * process context.
+ * period after the table is unhooked), and where the fault handler really
+ * runs with IRQs off: PREEMPT_RT force-threads it and its spinlocks leave
+ * IRQs on, so neither the IPI nor the grace period would wait for it.
+ * gru_fault.c decides per walk whether it is in a position to do so.
+ * Without it every miss goes to process context.
  */
-#ifdef CONFIG_MMU_GATHER_RCU_TABLE_FREE
+#if defined(CONFIG_MMU_GATHER_RCU_TABLE_FREE) && !defined(CONFIG_PREEMPT_RT)
 #define GRU_HAVE_IRQ_WALK	1
 #else
 #define GRU_HAVE_IRQ_WALK	0

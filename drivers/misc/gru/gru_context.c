@@ -28,6 +28,22 @@ bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm)
 	return gmm->asid && gmm->asid_gen == READ_ONCE(gdev->asid_gen);
 }
 
+/**
+ * gru_asid_settle() - wait for an ASID wrap in progress to finish
+ * @ctx: a loaded context whose fill found its mm's ASID not current
+ *
+ * A wrap retires every loaded slot's ASID at once and then hands out new
+ * ones under ctx_mutex, one mm at a time.  A fill of a loaded context
+ * that lands in between can only wait for the wrap; spinning on it would
+ * use up the retries of the slow path and fail the instruction.  Takes
+ * ctx_mutex: the caller holds no mmap_lock and no spinlock.
+ */
+void gru_asid_settle(struct gru_ctx *ctx)
+{
+	mutex_lock(&ctx->gdev->ctx_mutex);
+	mutex_unlock(&ctx->gdev->ctx_mutex);
+}
+
 /* Give @gmm a fresh ASID; ctx_mutex held, hw_lock not held. */
 static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
 {
@@ -78,7 +94,9 @@ static void gru_asid_wrap(struct gru_dev *gdev)
 
 	for (i = 0; i < gdev->nctx; i++) {
 		struct gru_ctx *c = gdev->slots[i];
-		unsigned int delay = READ_ONCE(gru_asid_wrap_delay_us);
+		unsigned int delay = min_t(unsigned int,
+					   READ_ONCE(gru_asid_wrap_delay_us),
+					   GRU_WRAP_DELAY_MAX_US);
 
 		if (!c || gru_asid_current(gdev, c->gmm))
 			continue;

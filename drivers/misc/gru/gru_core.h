@@ -68,6 +68,7 @@
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
 #define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
+#define GRU_WRAP_DELAY_MAX_US	100000	/* bound of asid_wrap_delay_us */
 
 /* Per-context counters (GRU_IOC_STATS and debugfs). */
 enum gru_cstat {
@@ -151,7 +152,7 @@ struct gru_dev {
 	struct gru_ctx *slots[GRU_MAX_CONTEXTS];
 	unsigned long claimed;		/* bit n: a handler services slot n */
 	unsigned int steal_hand;
-	u32 asid_gen;			/* written under hw_lock + ctx_mutex */
+	u64 asid_gen;			/* written under hw_lock + ctx_mutex */
 	u32 next_asid;
 	u32 max_asid;
 	unsigned int next_id;		/* context ids, for traces */
@@ -192,7 +193,7 @@ struct gru_mm {
 	unsigned long seq;		/* bumped by invalidations, ASID changes */
 	int inflight;			/* invalidations between start and end */
 	u16 asid;
-	u32 asid_gen;
+	u64 asid_gen;		/* 64 bits: never wraps back to a live one */
 	bool released;
 	struct list_head ctxs;		/* this mm's contexts (ctx_mutex) */
 	wait_queue_head_t inv_wq;	/* woken when inflight drops to 0 */
@@ -281,6 +282,7 @@ void gru_ctx_unload(struct gru_ctx *ctx, bool save);
 void gru_ctx_abort(struct gru_ctx *ctx);
 u64 gru_ctx_status(struct gru_ctx *ctx);
 bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm);
+void gru_asid_settle(struct gru_ctx *ctx);
 
 /* gru_baseline.c */
 u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write);

@@ -89,7 +89,7 @@ static int gru_stats_show(struct seq_file *m, void *v)
 	for (i = 0; i < GRU_DS_NR; i++)
 		seq_printf(m, "%-20s %lld\n", gru_dstat_names[i],
 			   (long long)atomic64_read(&gdev->stat[i]));
-	seq_printf(m, "%-20s %u\n", "asid_gen", READ_ONCE(gdev->asid_gen));
+	seq_printf(m, "%-20s %llu\n", "asid_gen", READ_ONCE(gdev->asid_gen));
 	seq_printf(m, "%-20s %u\n", "fast_path", gdev->fast_path);
 	mutex_lock(&gdev->ctx_mutex);
 	if (!gdev->gone) {

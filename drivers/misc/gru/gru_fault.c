@@ -34,6 +34,8 @@ enum gru_fill_result {
 	GRU_FILL_DEAD,		/* the mm is gone */
 	GRU_FILL_BAD,		/* the device refused the entry */
 	GRU_FILL_FOREIGN,	/* no lockless walk on this CPU */
+	GRU_FILL_NOASID,	/* an ASID wrap is reassigning the mm's ASID */
+	GRU_FILL_REFUSED,	/* a present leaf the device may never map */
 };
 
 /*
@@ -75,10 +77,13 @@ static bool gru_leaf_attr(unsigned long flags, bool dirty, bool write,
  *
  * Fills @x[0] for @va and up to @nmax - 1 following present 4 KiB
  * neighbours, all below @end and in the same PTE table.  Returns the
- * number filled.
+ * number filled.  Sets *@refused if the leaf of @va is present but can
+ * never be dropped in (a PFN map, devmap, no struct page): faulting it in
+ * again would not help.
  */
 static int gru_walk(struct mm_struct *mm, u64 va, bool write,
-		    struct gru_xlate *x, int nmax, unsigned long end)
+		    struct gru_xlate *x, int nmax, unsigned long end,
+		    bool *refused)
 {
 	pgd_t *pgdp, pgd;
 	p4d_t *p4dp, p4d;
@@ -103,11 +108,12 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 	if (pud_none(pud) || !pud_present(pud))
 		return 0;
 	if (pud_leaf(pud)) {
-		if (pud_devmap(pud) || gru_pud_special(pud))
-			return 0;
 		pfn = pud_pfn(pud);
-		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pud_flags(pud), pud_dirty(pud), write,
+		if (pud_devmap(pud) || gru_pud_special(pud) || !pfn_valid(pfn)) {
+			*refused = gru_leaf_user(pud_flags(pud));
+			return 0;
+		}
+		if (!gru_leaf_attr(pud_flags(pud), pud_dirty(pud), write,
 				   GRU_ATTR_SIZE_1G, &x->attr))
 			return 0;
 		x->va = va & PUD_MASK;
@@ -121,11 +127,12 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		return 0;
 	if (pmd_leaf(pmd)) {
 		/* THP and hugetlb 2M alike; split/migration: not permitted */
-		if (pmd_devmap(pmd) || gru_pmd_special(pmd))
-			return 0;
 		pfn = pmd_pfn(pmd);
-		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pmd_flags(pmd), pmd_dirty(pmd), write,
+		if (pmd_devmap(pmd) || gru_pmd_special(pmd) || !pfn_valid(pfn)) {
+			*refused = gru_leaf_user(pmd_flags(pmd));
+			return 0;
+		}
+		if (!gru_leaf_attr(pmd_flags(pmd), pmd_dirty(pmd), write,
 				   GRU_ATTR_SIZE_2M, &x->attr))
 			return 0;
 		x->va = va & PMD_MASK;
@@ -150,11 +157,12 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		 * one exception: the shared zero page of a read fault on
 		 * untouched anonymous memory, which is fine to read from.
 		 */
-		if (pte_devmap(pte) ||
-		    (pte_special(pte) && !is_zero_pfn(pfn)))
+		if (pte_devmap(pte) || !pfn_valid(pfn) ||
+		    (pte_special(pte) && !is_zero_pfn(pfn))) {
+			*refused = !n && gru_leaf_user(pte_flags(pte));
 			break;
-		if (!pfn_valid(pfn) ||
-		    !gru_leaf_attr(pte_flags(pte), pte_dirty(pte),
+		}
+		if (!gru_leaf_attr(pte_flags(pte), pte_dirty(pte),
 				   n ? false : write, GRU_ATTR_SIZE_4K,
 				   &x[n].attr))
 			break;
@@ -168,7 +176,8 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 }
 #else
 static int gru_walk(struct mm_struct *mm, u64 va, bool write,
-		    struct gru_xlate *x, int nmax, unsigned long end)
+		    struct gru_xlate *x, int nmax, unsigned long end,
+		    bool *refused)
 {
 	return 0;
 }
@@ -206,6 +215,7 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 	enum gru_fill_result ret;
 	unsigned long seq, flags, end;
 	u64 gen, res = GRU_DI_INSTALLED;
+	bool refused = false;
 	int n, i, nmax;
 
 	if (vma)
@@ -231,11 +241,11 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 	gen = gru_hw_inv_gen(gdev);
 	if (vma)
 		local_irq_save(flags);
-	n = gru_walk(ctx->mm, va, write, x, nmax, end);
+	n = gru_walk(ctx->mm, va, write, x, nmax, end, &refused);
 	if (vma)
 		local_irq_restore(flags);
 	if (!n)
-		return GRU_FILL_MISS;
+		return refused ? GRU_FILL_REFUSED : GRU_FILL_MISS;
 	/*
 	 * Mutation build only: with the check below disabled, widen the
 	 * walk-to-drop-in window of the worker (as a preempted thread would)
@@ -251,9 +261,13 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 		return GRU_FILL_RACE;
 	}
 	spin_lock(&gdev->hw_lock);
+	if (gdev->gone) {
+		ret = GRU_FILL_DEAD;
+		goto out;
+	}
 	/* an ASID wrap (under hw_lock) may have retired gmm->asid */
-	if (gdev->gone || !gru_asid_current(gdev, gmm)) {
-		ret = GRU_FILL_RACE;
+	if (!gru_asid_current(gdev, gmm)) {
+		ret = GRU_FILL_NOASID;
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -320,6 +334,7 @@ static void gru_count_defer(struct gru_ctx *ctx, enum gru_fill_result r)
 		GRU_DSTAT(gdev, DEFER_CPUMASK);
 		break;
 	case GRU_FILL_RACE:
+	case GRU_FILL_NOASID:
 		GRU_CSTAT(ctx, DEFER_RACE);
 		GRU_DSTAT(gdev, DEFER_RACE);
 		break;
@@ -628,6 +643,12 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 			err = GRU_ERR_FAULT;
 			goto out;
 		}
+		if (r == GRU_FILL_REFUSED) {
+			err = GRU_ERR_PROT;
+			goto out;
+		}
+		if (r == GRU_FILL_NOASID)
+			gru_asid_settle(ctx);
 		if (r == GRU_FILL_RACE) {
 			gru_count_retry(ctx);
 			/* let the invalidation finish before walking again */
