@@ -16,19 +16,28 @@
 #include <asm/paravirt.h>
 
 /*
- * The lockless walk reads page tables that another CPU may be freeing.
- * It is compiled only where the kernel gives lockless walkers a way to
- * hold the free off (MMU_GATHER_RCU_TABLE_FREE: an IPI or an RCU grace
- * period after the table is unhooked), and where the fault handler really
- * runs with IRQs off: PREEMPT_RT force-threads it and its spinlocks leave
- * IRQs on, so neither the IPI nor the grace period would wait for it.
- * gru_fault.c decides per walk whether it is in a position to do so.
- * Without it every miss goes to process context.
+ * The walk reads page tables that another CPU may be unhooking.  Tables
+ * unhooked without the mmap lock (hugetlb PMD unsharing, 6.12's PTE-table
+ * retraction) are freed only after tlb_remove_table_sync_one() or an RCU
+ * grace period, both held off by IRQs off; without
+ * MMU_GATHER_RCU_TABLE_FREE the former is a no-op and even the walk under
+ * the mmap lock would not be safe.
  */
-#if defined(CONFIG_MMU_GATHER_RCU_TABLE_FREE) && !defined(CONFIG_PREEMPT_RT)
-#define GRU_HAVE_IRQ_WALK	1
-#else
+#ifndef CONFIG_MMU_GATHER_RCU_TABLE_FREE
+#error "gru_tlb needs CONFIG_MMU_GATHER_RCU_TABLE_FREE (x86: CONFIG_PARAVIRT)"
+#endif
+
+/*
+ * The hard-IRQ walk also needs the fault handler to run with IRQs off:
+ * PREEMPT_RT force-threads it and its spinlocks leave IRQs on, so neither
+ * a flush IPI nor a grace period would wait for it.  There every miss goes
+ * to process context.  gru_fault.c decides per walk whether the CPU is in
+ * a position to walk.
+ */
+#ifdef CONFIG_PREEMPT_RT
 #define GRU_HAVE_IRQ_WALK	0
+#else
+#define GRU_HAVE_IRQ_WALK	1
 #endif
 
 /**
@@ -47,8 +56,7 @@
  */
 static inline bool gru_tables_rcu_freed(void)
 {
-#if defined(CONFIG_PARAVIRT) && defined(GRU_HAVE_PV_TLB_REMOVE_TABLE) && \
-	GRU_HAVE_IRQ_WALK
+#if defined(CONFIG_PARAVIRT) && defined(GRU_HAVE_PV_TLB_REMOVE_TABLE)
 	char name[KSYM_SYMBOL_LEN];
 
 	sprint_symbol_no_offset(name,

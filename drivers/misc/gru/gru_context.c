@@ -72,7 +72,7 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
  * hw_lock section: from then on no slot translates with an old number,
  * so handing the numbers out again below (or to the next mm loaded)
  * cannot make one mm's slot use another mm's entries.  A slot whose
- * instruction is running parks on its next translation until its mm gets
+ * instruction is running parks at its next step until its mm gets
  * a new ASID, here for every loaded mm, or when it is next loaded.
  */
 static void gru_asid_wrap(struct gru_dev *gdev)

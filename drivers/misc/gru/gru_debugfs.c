@@ -91,6 +91,7 @@ static int gru_stats_show(struct seq_file *m, void *v)
 			   (long long)atomic64_read(&gdev->stat[i]));
 	seq_printf(m, "%-20s %llu\n", "asid_gen", READ_ONCE(gdev->asid_gen));
 	seq_printf(m, "%-20s %u\n", "fast_path", gdev->fast_path);
+	seq_printf(m, "%-20s %u\n", "walk_any_cpu", gdev->walk_any_cpu);
 	mutex_lock(&gdev->ctx_mutex);
 	if (!gdev->gone) {
 		for (i = 0; i < ARRAY_SIZE(gru_hw_stats); i++)

@@ -63,17 +63,18 @@ static bool gru_leaf_attr(unsigned long flags, bool dirty, bool write,
 	return true;
 }
 
-#if GRU_HAVE_IRQ_WALK
 /*
  * Lockless walk of @mm for @va.  The caller makes it memory-safe (see
  * gru_walk_safe() and docs/driver.md): IRQs are off for the whole walk,
  * and either this CPU is in mm_cpumask(@mm), so no page table can be
  * freed before the flush IPI reaches us, or the caller holds the mmap
  * lock and @end is the end of the VMA covering @va, so no table on the
- * path to it can be freed and an RCU-deferred free of a PTE table waits
- * for us.  Each level is read once into a local and never re-read through
- * the table pointer except to check that the PMD did not change under the
- * PTE read (khugepaged retraction).  No reference is taken on any page.
+ * path to it is freed by munmap or khugepaged's collapse, and the tables
+ * unhooked without that lock are freed only after an RCU grace period or
+ * an IPI to every CPU, which wait for us.  Each level is read once into a
+ * local and never re-read through the table pointer except to check that
+ * the PMD did not change under the PTE read (khugepaged retraction).  No
+ * reference is taken on any page.
  *
  * Fills @x[0] for @va and up to @nmax - 1 following present 4 KiB
  * neighbours, all below @end and in the same PTE table.  Returns the
@@ -174,14 +175,6 @@ static int gru_walk(struct mm_struct *mm, u64 va, bool write,
 		return 0;
 	return n;
 }
-#else
-static int gru_walk(struct mm_struct *mm, u64 va, bool write,
-		    struct gru_xlate *x, int nmax, unsigned long end,
-		    bool *refused)
-{
-	return 0;
-}
-#endif
 
 /*
  * Hard IRQ: may this CPU walk @mm without locks?  Only where the GUP-fast
@@ -198,25 +191,35 @@ static bool gru_walk_safe(struct gru_dev *gdev, struct mm_struct *mm)
 	       cpumask_test_cpu(smp_processor_id(), mm_cpumask(mm));
 }
 
-/*
- * One attempt of the race protocol: sample, walk, check, drop in.  In hard
- * IRQ (@vma NULL) the whole attempt runs with IRQs off, and the walk only
- * where gru_walk_safe() allows it.  From process context the caller holds
- * the mmap lock and @vma covers @va; IRQs are off around the walk only,
- * which holds off the RCU-deferred free of a retracted PTE table.
- */
-static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
-					 bool write, int path, int *extra,
-					 struct vm_area_struct *vma)
-{
+/* One attempt of the race protocol, between its walk and its drop-in. */
+struct gru_fill {
+	unsigned long seq;	/* gru_mm.seq before the walk */
+	u64 gen;		/* INV_GEN before the walk */
+	int n;			/* translations found */
 	struct gru_xlate x[GRU_BATCH_MAX];
+};
+
+/*
+ * First half of an attempt: sample the sequence and the device generation,
+ * then walk.  In hard IRQ (@vma NULL) IRQs are off already, and the walk
+ * runs only where gru_walk_safe() allows it.  From process context the
+ * caller holds the mmap lock and @vma covers @va; IRQs are off around the
+ * walk only, which holds off the RCU-deferred or IPI-synchronised free of
+ * a PTE table unhooked without the mmap lock (6.12 retract_page_tables(),
+ * collapse_pte_mapped_thp(), hugetlb PMD unsharing).
+ *
+ * Return: GRU_FILL_OK with @f filled in, or why nothing was found.
+ */
+static enum gru_fill_result gru_fill_walk(struct gru_ctx *ctx, u64 va,
+					  bool write,
+					  struct vm_area_struct *vma,
+					  struct gru_fill *f)
+{
 	struct gru_dev *gdev = ctx->gdev;
 	struct gru_mm *gmm = ctx->gmm;
-	enum gru_fill_result ret;
-	unsigned long seq, flags, end;
-	u64 gen, res = GRU_DI_INSTALLED;
+	unsigned long flags, end;
 	bool refused = false;
-	int n, i, nmax;
+	int nmax;
 
 	if (vma)
 		mmap_assert_locked(ctx->mm);
@@ -234,29 +237,38 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
-	seq = gmm->seq;
+	f->seq = gmm->seq;
 	spin_unlock_irqrestore(&gmm->lock, flags);
 
 	/* generation first: anything invalidated after this is newer */
-	gen = gru_hw_inv_gen(gdev);
+	f->gen = gru_hw_inv_gen(gdev);
 	if (vma)
 		local_irq_save(flags);
-	n = gru_walk(ctx->mm, va, write, x, nmax, end, &refused);
+	f->n = gru_walk(ctx->mm, va, write, f->x, nmax, end, &refused);
 	if (vma)
 		local_irq_restore(flags);
-	if (!n)
+	if (!f->n)
 		return refused ? GRU_FILL_REFUSED : GRU_FILL_MISS;
-	/*
-	 * Mutation build only: with the check below disabled, widen the
-	 * walk-to-drop-in window of the worker (as a preempted thread would)
-	 * so that the race detector sees the broken protocol within a bounded
-	 * run.
-	 */
-	if (unlikely(gru_no_seq_check) && vma)
-		usleep_range(GRU_MUTATION_DELAY_US, 2 * GRU_MUTATION_DELAY_US);
+	return GRU_FILL_OK;
+}
+
+/*
+ * Second half: install what gru_fill_walk() found if no invalidation
+ * started or ran since it sampled the sequence.  Needs no mmap lock: the
+ * translations are numbers now, and the check is what keeps them honest.
+ */
+static enum gru_fill_result gru_fill_commit(struct gru_ctx *ctx, int path,
+					    struct gru_fill *f, int *extra)
+{
+	struct gru_dev *gdev = ctx->gdev;
+	struct gru_mm *gmm = ctx->gmm;
+	enum gru_fill_result ret;
+	u64 res = GRU_DI_INSTALLED;
+	unsigned long flags;
+	int i;
 
 	spin_lock_irqsave(&gmm->lock, flags);
-	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != seq)) {
+	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != f->seq)) {
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
@@ -270,11 +282,11 @@ static enum gru_fill_result gru_try_fill(struct gru_ctx *ctx, u64 va,
 		ret = GRU_FILL_NOASID;
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		res = gru_hw_dropin_locked(gdev, gmm->asid, x[i].va, x[i].pa,
-					   x[i].attr, gen);
-		trace_gru_dropin(gmm->asid, x[i].va, x[i].pa, x[i].attr, gen,
-				 res, path);
+	for (i = 0; i < f->n; i++) {
+		res = gru_hw_dropin_locked(gdev, gmm->asid, f->x[i].va,
+					   f->x[i].pa, f->x[i].attr, f->gen);
+		trace_gru_dropin(gmm->asid, f->x[i].va, f->x[i].pa,
+				 f->x[i].attr, f->gen, res, path);
 		if (res != GRU_DI_INSTALLED)
 			break;
 	}
@@ -291,6 +303,19 @@ out:
 	spin_unlock(&gdev->hw_lock);
 	spin_unlock_irqrestore(&gmm->lock, flags);
 	return ret;
+}
+
+/* Hard IRQ: one whole attempt, IRQs off throughout. */
+static enum gru_fill_result gru_try_fill_irq(struct gru_ctx *ctx, u64 va,
+					     bool write, int *extra)
+{
+	struct gru_fill f;
+	enum gru_fill_result r;
+
+	r = gru_fill_walk(ctx, va, write, NULL, &f);
+	if (r != GRU_FILL_OK)
+		return r;
+	return gru_fill_commit(ctx, GRU_PATH_IRQ, &f, extra);
 }
 
 static void gru_count_retry(struct gru_ctx *ctx)
@@ -418,8 +443,7 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 
 	if (gdev->fast_path && mode == GRU_FILL_IRQ && !defer) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
-			r = gru_try_fill(ctx, rec.va, write, GRU_PATH_IRQ,
-					 &extra, NULL);
+			r = gru_try_fill_irq(ctx, rec.va, write, &extra);
 			switch (r) {
 			case GRU_FILL_OK:
 				gru_ctx_cmd(gdev, slot, GRU_CMD_RESUME, 0);
@@ -546,8 +570,12 @@ u32 gru_vma_error(struct vm_area_struct *vma, bool write)
 		return GRU_ERR_UNMAPPED;
 	if (vma->vm_flags & (VM_IO | VM_PFNMAP))
 		return GRU_ERR_PROT;
-	if (write ? !(vma->vm_flags & VM_WRITE) :
-		    !(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC)))
+	/*
+	 * What fixup_user_fault() grants: a read needs VM_READ.  (The IRQ
+	 * walk may still read a present page of a write- or exec-only
+	 * mapping, which x86 page tables cannot make unreadable.)
+	 */
+	if (!(vma->vm_flags & (write ? VM_WRITE : VM_READ)))
 		return GRU_ERR_PROT;
 	if (write && gru_vma_shadow_stack(vma))
 		return GRU_ERR_PROT;
@@ -573,6 +601,7 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 	struct gru_mm *gmm = ctx->gmm;
 	struct vm_area_struct *vma;
 	enum gru_fill_result r;
+	struct gru_fill f;
 	bool unlocked;
 	int tries, ret, extra = 0;
 	u32 err;
@@ -619,7 +648,7 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 		/*
 		 * Walk under the same mmap lock, in a VMA that still covers
 		 * @va: no page table on the way to it can be freed meanwhile
-		 * (see gru_try_fill()).
+		 * (see gru_fill_walk()).
 		 */
 		if (unlocked) {
 			vma = vma_lookup(mm, va);
@@ -628,8 +657,21 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 				continue;
 			}
 		}
-		r = gru_try_fill(ctx, va, write, path, &extra, vma);
+		r = gru_fill_walk(ctx, va, write, vma, &f);
 		mmap_read_unlock(mm);
+		if (r == GRU_FILL_OK) {
+			/*
+			 * Mutation build only: with the sequence check off,
+			 * widen the walk-to-drop-in window (as a preempted
+			 * thread would), outside the mmap lock so that munmap
+			 * and mprotect can land in it, and the race detector
+			 * sees the broken protocol within a bounded run.
+			 */
+			if (unlikely(gru_no_seq_check))
+				usleep_range(GRU_MUTATION_DELAY_US,
+					     2 * GRU_MUTATION_DELAY_US);
+			r = gru_fill_commit(ctx, path, &f, &extra);
+		}
 		if (r == GRU_FILL_OK) {
 			gru_count_fill(ctx, path, extra);
 			err = GRU_ERR_NONE;

@@ -245,7 +245,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		 "GRU TLB v%x: %u contexts, %ux%u TLB, %u MSI-X vectors, /dev/%s, IRQ fast path %s\n",
 		 gdev->version, gdev->nctx, gdev->sets, gdev->ways, gdev->nvec,
 		 gdev->misc.name, !gdev->fast_path ?
-		 "OFF (no MMU_GATHER_RCU_TABLE_FREE: all misses use the worker)" :
+		 "OFF (PREEMPT_RT: all misses use the worker)" :
 		 gdev->walk_any_cpu ? "on (page tables RCU-freed: any CPU)" :
 		 "on (page tables freed after the flush IPI: only on CPUs in the mm's cpumask)");
 	return 0;

@@ -2,7 +2,7 @@
 /*
  * mmu_notifier side of the race protocol.
  *
- * The fill side (gru_fault.c, gru_try_fill) samples gru_mm.seq with
+ * The fill side (gru_fault.c, gru_fill_walk/commit) samples gru_mm.seq with
  * inflight == 0, walks, and installs only if, under gru_mm.lock, inflight
  * is still 0 and seq is unchanged.  This side raises inflight and bumps seq
  * before it removes the device's translations, and lowers inflight only
