@@ -1,8 +1,10 @@
 #!/bin/bash
 # Fetch Debian's prebuilt guest kernel and make its module tree usable.
 #
-#   scripts/guest-kernel.sh [6.1|6.12|debug]      (default 6.1)
+#   scripts/guest-kernel.sh [6.1|6.12|6.1-rt|debug]      (default 6.1)
 #
+# 6.1-rt is Debian's PREEMPT_RT flavour of 6.1, where the driver has no
+# hard-IRQ walk (docs/driver.md); it is not part of make check.
 # "debug" hands over to scripts/debug-kernel.sh (a kernel built from source
 # with lockdep and KASAN), which must print the same assignments.
 #
@@ -41,8 +43,12 @@ resolve() {
 		pkg=$(apt-cache depends linux-image-6.12-amd64 2>/dev/null |
 		      awk '/Depends: linux-image-6\.12\.[0-9]+\+deb12-amd64$/ {print $2; exit}')
 		;;
+	6.1-rt)
+		pkg=$(apt-cache depends linux-image-rt-amd64 2>/dev/null |
+		      awk '/Depends: linux-image-6\.1\.0-[0-9]+-rt-amd64$/ {print $2; exit}')
+		;;
 	*)
-		die "unknown kernel series '$series' (use 6.1, 6.12 or debug)"
+		die "unknown kernel series '$series' (use 6.1, 6.12, 6.1-rt or debug)"
 		;;
 	esac
 	[ -n "$pkg" ] || die "cannot resolve the $series image from apt; run scripts/setup-host.sh (apt-get update) first"

@@ -15,6 +15,7 @@
  *   thread's PKRU says, device loads and stores of pkey-tagged memory
  *   succeed, whichever path fills the miss.
  * - shadow_stack: the device may read a shadow stack but never write it.
+ * - preempt_rt: on PREEMPT_RT no miss is filled by the hard-IRQ walk.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -870,6 +871,44 @@ TEST_F(shadow_stack, device_store_refused_load_allowed)
 		EXPECT_EQ(0, v);
 		ASSERT_EQ(0, munmap((void *)ss, 2 * PAGE_SZ));
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* preempt_rt                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * PREEMPT_RT runs the fault handler as a thread with IRQs on, where no
+ * flush IPI or RCU grace period waits for a lockless walk: there, every
+ * miss must be filled from process context, never by the IRQ walk.
+ */
+TEST(preempt_rt_never_walks_in_the_fault_handler)
+{
+	struct gru_ctx_stats a, b;
+	struct gru_ctx ctx;
+	uint64_t *buf, v = 0;
+	int i;
+
+	if (!gru_present())
+		SKIP(return, "no %s (gru_tlb not loaded)", GRU_DEV_PATH);
+	if (read_num("/sys/kernel/realtime") != 1)
+		SKIP(return, "not a PREEMPT_RT kernel");
+	ASSERT_EQ(0, gru_open(&ctx, 0));
+	buf = mmap(NULL, 8 * PAGE_SZ, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, gru_stats(&ctx, &a));
+	for (i = 0; i < 8; i++) {
+		/* present and dirty: the IRQ walk would fill it elsewhere */
+		buf[i * PAGE_SZ / 8] = 0x5000 + i;
+		ASSERT_EQ(0, gru_load(&ctx, &buf[i * PAGE_SZ / 8], &v));
+		EXPECT_EQ(0x5000 + i, v);
+	}
+	ASSERT_EQ(0, gru_stats(&ctx, &b));
+	EXPECT_EQ(0, b.fill_irq - a.fill_irq);
+	EXPECT_EQ(8, b.fill_worker - a.fill_worker);
+	munmap(buf, 8 * PAGE_SZ);
+	gru_close(&ctx);
 }
 
 TEST_HARNESS_MAIN
