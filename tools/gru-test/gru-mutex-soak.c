@@ -54,6 +54,16 @@
  * with a page offset and runs off the end of its PTE table drops entries
  * for the lock page.  Offsets within the page are unaligned by default.
  *
+ * Pacing (measured in a 4-vCPU MTTCG guest on a loaded 2-core host): a
+ * device owner alone does ~57k acquisitions/s, a CPU owner alone ~6M/s;
+ * a spinning CPU owner slows the device's MMIO a hundredfold, so a device
+ * owner lets --dev-gap CPU acquisitions pass after each release and a CPU
+ * owner steps aside for a waiting device owner every --ratio acquisitions.
+ * Waits spin (a guest pause only every 64 iterations) because on a loaded
+ * host every sleep's wake-up waits for QEMU's main loop thread.  Migrating
+ * a PTE-mapped THP costs 512 TLB shootdowns, each a cross-vCPU IPI: with
+ * --migrate and --thp together, expect far fewer acquisitions per second.
+ *
  * Output is KTAP.  Example:
  *   gru-mutex-soak --seconds 600 --batch 16 --layout edge --spray 16
  */
@@ -101,8 +111,8 @@ static struct {
 	int hint_cpu;			/* -1: a random other CPU */
 	enum layout layout;
 	long lock_off, counter_off;	/* -1: seeded, unaligned */
-	bool dev_fadd, dev_release_store;
-	bool ksm, numa, migrate, thp, pin;
+	bool dev_fadd, dev_release_store, dev_swap_spin;
+	bool ksm, numa, migrate, thp, pin, nbr_check;
 	int spray;
 	unsigned int ratio;		/* CPU acquisitions before yielding to a waiting device owner */
 	unsigned int dev_gap;		/* CPU acquisitions a device owner lets pass after its release */
@@ -113,10 +123,11 @@ static struct {
 	unsigned int progress_s;
 } opt = {
 	.seconds = 60, .acquisitions = 0, .batch = 1, .seed = 1,
-	.dev_threads = 1, .cpu_threads = 2, .hint = HINT_SELF, .hint_cpu = -1,
+	.dev_threads = 1, .cpu_threads = 1, .hint = HINT_SELF, .hint_cpu = -1,
 	.layout = LAYOUT_SAME, .lock_off = -1, .counter_off = -1,
 	.ksm = true, .numa = true, .migrate = true, .thp = true, .pin = true,
-	.spray = 0, .ratio = 64, .dev_gap = 1000, .cs_spin = 16,
+	.nbr_check = true,
+	.spray = 0, .ratio = 64, .dev_gap = 200, .cs_spin = 16,
 	.move_us = 2000, .thp_us = 20000, .ksm_ms = 700, .ksm_wait_ms = 120,
 	.fill_mode = GRU_FILL_IRQ, .epochs = 1, .progress_s = 60,
 };
@@ -160,9 +171,20 @@ static void sleep_us(unsigned long us)
 	nanosleep(&ts, NULL);
 }
 
-static void cpu_relax(void)
+/*
+ * Spin politely, but not on every iteration: under MTTCG a guest pause
+ * leaves the translated code and the vCPU thread takes QEMU's big lock on
+ * the way back (which the device's MMIO needs too), while a plain load
+ * loop stays in the translated code and never gives the host CPU away.
+ * Sleeping is worse: on a loaded host each wake-up waits for QEMU's main
+ * loop thread.  So: plain loads, and a pause every 64 iterations.
+ */
+static void cpu_relax_n(unsigned long i)
 {
-	__builtin_ia32_pause();
+	if ((i & 63) == 0)
+		__builtin_ia32_pause();
+	else
+		__asm__ __volatile__("" ::: "memory");
 }
 
 static void pin_self(int cpu)
@@ -224,7 +246,7 @@ struct owner {
 	/* results (read by main with relaxed loads) */
 	uint64_t acq, overlap, ov_entry, ov_exit, view_mismatch, rel_anom;
 	uint64_t swap_tries, dev_ops, dev_errors, handoff_waits, handoff_timeouts;
-	uint64_t hint_other, weird_lock;
+	uint64_t hint_other, weird_lock, nbr_checks, nbr_mismatch, nbr_idx;
 	struct evlog log;
 	char pad[64];
 } __attribute__((aligned(64)));
@@ -320,39 +342,84 @@ static void *dev_main(void *arg)
 {
 	struct owner *o = arg;
 	uint64_t old, c, od, oc, tag;
+	unsigned long spins;
+	bool got;
 
 	pin_self(o->cpu);
+	o->nbr_idx = 15;	/* edge layout: the first device access is next to the counter */
 	while (!stop) {
 		maybe_pause();
 		if (stop)
 			break;
+		/*
+		 * Outside the lock: read one of the 15 pages after the lock page
+		 * through the device.  Their first words are unique and never
+		 * written, so any difference from the CPU's view is a device
+		 * entry that maps the page to another frame.  In the edge
+		 * layout every other check reads one of the 15 pages before the
+		 * counter page instead, at the counter's (unaligned) offset, so
+		 * that misses next to the end of that PTE table also happen
+		 * while the lock is free.
+		 */
+		if (opt.nbr_check && !stop) {
+			unsigned int k = o->nbr_idx++ % 30;
+			uint8_t *pg;
+			volatile uint64_t *w;
+			uint64_t dv;
+
+			if (k < 15 || opt.layout != LAYOUT_EDGE) {
+				pg = lock_page + (1 + k % 15) * PAGE_SZ;
+				if (pg == counter_page)	/* "same" layout: skip it */
+					pg += PAGE_SZ;
+				w = (volatile uint64_t *)pg;
+			} else {
+				pg = counter_page - (k - 14) * PAGE_SZ;
+				w = (volatile uint64_t *)(pg + ((uintptr_t)counterw & (PAGE_SZ - 1)));
+			}
+
+			if (!dev_op(o, GRU_OPC_LOAD, w, 0, &dv)) {
+				o->nbr_checks++;
+				if (dv != *w) {
+					o->nbr_mismatch++;
+					ev(&o->log, "dev%d: lock page %+ld: device reads %#" PRIx64
+					   ", CPU %#" PRIx64, o->id,
+					   (long)(pg - lock_page) / (long)PAGE_SZ, dv, *w);
+				}
+			}
+		}
 		/* let the CPU owners run dev_gap acquisitions (at most ~5 ms) */
 		if (opt.dev_gap && opt.cpu_threads) {
 			uint64_t target = cpu_acq_now() + opt.dev_gap;
 			double t0 = now_s();
 
-			while (cpu_acq_now() < target && !stop && !pause_req &&
-			       now_s() - t0 < 0.005)
-				sleep_us(50);
+			for (spins = 1; cpu_acq_now() < target && !stop && !pause_req; spins++) {
+				if ((spins & 1023) == 0 && now_s() - t0 > 0.005)
+					break;
+				cpu_relax_n(spins);
+			}
 		}
 		/* acquire: test (CPU load), then test-and-set through the device */
 		__atomic_fetch_add(&dev_want, 1, __ATOMIC_SEQ_CST);
-		for (;;) {
-			while (__atomic_load_n(lockw, __ATOMIC_RELAXED) && !stop)
-				cpu_relax();
-			if (stop)
-				break;
+		got = false;
+		spins = 0;
+		while (!stop) {
+			if (!opt.dev_swap_spin && __atomic_load_n(lockw, __ATOMIC_RELAXED)) {
+				cpu_relax_n(++spins);
+				continue;
+			}
 			o->swap_tries++;
 			if (dev_op(o, GRU_OPC_SWAP, lockw, 1, &old))
+				break;		/* device error: fatal */
+			if (old == 0) {
+				got = true;
 				break;
-			if (old == 0)
-				break;
+			}
 			if (old != 1 && o->weird_lock++ < 4)
 				ev(&o->log, "dev%d: SWAP saw lock %#" PRIx64, o->id, old);
 		}
 		__atomic_fetch_sub(&dev_want, 1, __ATOMIC_SEQ_CST);
-		if (stop)
-			break;		/* not acquired (or a device error) */
+		if (!got)
+			break;		/* stopped while waiting */
 
 		tag = mktag(true, o->id, o->acq);
 		{
@@ -397,6 +464,8 @@ static void *cpu_main(void *arg)
 	struct owner *o = arg;
 	unsigned int since = 0;
 	uint64_t tag, e, c, x, old;
+	unsigned long spins;
+	bool got;
 
 	pin_self(o->cpu);
 	while (!stop) {
@@ -408,24 +477,30 @@ static void *cpu_main(void *arg)
 			double t0 = now_s();
 
 			o->handoff_waits++;
-			while (__atomic_load_n(&dev_want, __ATOMIC_RELAXED) && !stop && !pause_req) {
-				cpu_relax();
-				if (now_s() - t0 > 0.005) {
+			for (spins = 1; __atomic_load_n(&dev_want, __ATOMIC_RELAXED) &&
+			     !stop && !pause_req; spins++) {
+				if ((spins & 1023) == 0 && now_s() - t0 > 0.005) {
 					o->handoff_timeouts++;
 					break;
 				}
+				cpu_relax_n(spins);
 			}
 			since = 0;
 		}
-		for (;;) {
-			while (__atomic_load_n(lockw, __ATOMIC_RELAXED) && !stop)
-				cpu_relax();
-			if (stop)
+		/* test and test-and-set; once taken, always finish and release */
+		got = false;
+		spins = 0;
+		while (!stop) {
+			if (__atomic_load_n(lockw, __ATOMIC_RELAXED)) {
+				cpu_relax_n(++spins);
+				continue;
+			}
+			if (__atomic_exchange_n(lockw, 1, __ATOMIC_SEQ_CST) == 0) {
+				got = true;
 				break;
-			if (__atomic_exchange_n(lockw, 1, __ATOMIC_SEQ_CST) == 0)
-				break;
+			}
 		}
-		if (stop)
+		if (!got)
 			break;
 		tag = mktag(false, o->id, o->acq);
 		e = *ownerw;
@@ -478,7 +553,8 @@ struct churn {
 		 ksm_counter_merged, ksm_unmerge, ksm_decoy_remaps, ksm_errors;
 	uint64_t move_ok, move_busy, move_err;
 	uint64_t thp_split, thp_split_err, thp_collapse_ok, thp_collapse_fail,
-		 thp_collapse_unsupported, thp_lock_huge_samples, thp_samples;
+		 thp_collapse_unsupported, thp_collapse_einval, thp_lock_huge_samples,
+		 thp_samples;
 	uint64_t spray_resprays;
 	int thp_last_errno, move_last_err;
 };
@@ -619,7 +695,8 @@ static void *thp_main(void *arg)
 		if (collapse) {
 			if (!madvise(reg, SZ_2M, MADV_COLLAPSE)) {
 				ch.thp_collapse_ok++;
-			} else if (errno == EINVAL && !ch.thp_collapse_ok) {
+			} else if (errno == EINVAL && ++ch.thp_collapse_einval > 200 &&
+				   !ch.thp_collapse_ok) {
 				/* no MADV_COLLAPSE: khugepaged (tuned fast) does it */
 				collapse = false;
 				ch.thp_collapse_unsupported = 1;
@@ -743,11 +820,12 @@ static void vmstat_read(long long *v)
 
 struct totals {
 	uint64_t dev_acq, cpu_acq, overlaps, ov_entry, ov_exit, view_mismatch,
-		 rel_anom, dev_errors, dev_ops, swap_tries, hint_other,
+		 rel_anom, dev_errors, dev_ops, swap_tries, hint_other, nbr_checks,
+		 nbr_mismatch,
 		 handoff_waits, handoff_timeouts;
 	int64_t lost;			/* expected - final, summed over epochs */
 	uint64_t final_mismatch;	/* device LOAD of the final counter != CPU load */
-	uint64_t stray;
+	uint64_t stray, stuck;
 	struct gru_ctx_stats st;	/* summed over device contexts */
 	uint64_t epochs;
 };
@@ -849,6 +927,7 @@ static void print_progress(double t0, const char *what)
 		d += __atomic_load_n(&dev_owner[i].acq, __ATOMIC_RELAXED);
 		ov += __atomic_load_n(&dev_owner[i].overlap, __ATOMIC_RELAXED);
 		vm += __atomic_load_n(&dev_owner[i].view_mismatch, __ATOMIC_RELAXED);
+		vm += __atomic_load_n(&dev_owner[i].nbr_mismatch, __ATOMIC_RELAXED);
 	}
 	for (int i = 0; i < opt.cpu_threads; i++) {
 		c += __atomic_load_n(&cpu_owner[i].acq, __ATOMIC_RELAXED);
@@ -881,7 +960,8 @@ static int run_epoch(double t_start, double t_end, uint64_t acq_goal, uint64_t *
 	struct gru_ctx_stats s0[MAX_DEV], s1;
 	uint64_t final_cpu, final_dev = 0, expected, acq = 0;
 	uint64_t acq_base = tot.dev_acq + tot.cpu_acq;
-	double last = now_s();
+	double last = now_s(), t_dev = last, t_cpu = last;
+	uint64_t last_dev = 0, last_cpu = 0;
 	int ret;
 
 	ret = setup_arena(rng);
@@ -925,6 +1005,22 @@ static int run_epoch(double t_start, double t_end, uint64_t acq_goal, uint64_t *
 		acq = live_acq();
 		if (t >= t_end || (acq_goal && acq_base + acq >= acq_goal))
 			break;
+		/* a lock that nobody of one kind can take any more ends the epoch */
+		if (acq - cpu_acq_now() != last_dev) {
+			last_dev = acq - cpu_acq_now();
+			t_dev = t;
+		}
+		if (cpu_acq_now() != last_cpu) {
+			last_cpu = cpu_acq_now();
+			t_cpu = t;
+		}
+		if ((opt.dev_threads && t - t_dev > 20) || (opt.cpu_threads && t - t_cpu > 20)) {
+			printf("# epoch %" PRIu64 ": stuck, no %s acquisition for 20 s (lock %#" PRIx64
+			       ", owner %#" PRIx64 ")\n", tot.epochs,
+			       t - t_dev > 20 ? "device" : "CPU", *lockw, *ownerw);
+			tot.stuck++;
+			break;
+		}
 		if (opt.progress_s && t - last >= opt.progress_s) {
 			print_progress(t_start, "progress");
 			last = t;
@@ -960,6 +1056,8 @@ static int run_epoch(double t_start, double t_end, uint64_t acq_goal, uint64_t *
 		tot.dev_ops += o->dev_ops;
 		tot.swap_tries += o->swap_tries;
 		tot.hint_other += o->hint_other;
+		tot.nbr_checks += o->nbr_checks;
+		tot.nbr_mismatch += o->nbr_mismatch;
 		if (!gru_stats(&o->ctx, &s1))
 			add_stats(&tot.st, &s0[i], &s1);
 	}
@@ -981,6 +1079,10 @@ static int run_epoch(double t_start, double t_end, uint64_t acq_goal, uint64_t *
 	    final_dev != final_cpu)
 		tot.final_mismatch++;
 	tot.lost += (int64_t)(expected - final_cpu);
+	if (*lockw || *ownerw)
+		tot.rel_anom++;		/* the lock must end free and unowned */
+	if (!opt.dev_threads)
+		final_dev = final_cpu;
 	if (expected != final_cpu || *lockw || *ownerw)
 		printf("# epoch %" PRIu64 ": counter %" PRIu64 " (device view %" PRIu64
 		       "), expected %" PRIu64 ", lock %#" PRIx64 ", owner %#" PRIx64 "\n",
@@ -1005,7 +1107,7 @@ static void usage(void)
 "  --batch B            gru_ctx_opts.batch for the device contexts (1..16)\n"
 "  --seed N             seeds offsets, spray order, timings\n"
 "  --dev-threads N      device owners, one context each (default 1)\n"
-"  --cpu-threads N      CPU owners (default 2)\n"
+"  --cpu-threads N      CPU owners (default 1)\n"
 "  --hint self|other|none  CPU hint: the issuing CPU (libgru default), another\n"
 "                       CPU (random, or --hint-cpu N), or none (context vector)\n"
 "  --layout same|edge   lock and counter pages side by side, or counter in the\n"
@@ -1014,11 +1116,15 @@ static void usage(void)
 "                       never 0); --aligned puts both at offset 0 (owner at 8)\n"
 "  --dev-inc loadstore|fadd   device increment (default loadstore)\n"
 "  --dev-release swap|store   device release (default swap, checks old == 1)\n"
+"  --dev-spin ttas|swap  device waits by CPU loads of the lock, then SWAP\n"
+"                       (default), or by SWAPs alone\n"
 "  --no-ksm --no-numa --no-migrate --no-thp --no-pin   switch churners off\n"
+"  --no-nbr-check       don't read the 15 pages after the lock page through the\n"
+"                       device after each release (wrong-frame detector)\n"
 "  --spray N            N sprayed 2 MiB regions around the arena's page tables\n"
 "  --ratio N            CPU acquisitions before yielding to a waiting device owner (64)\n"
 "  --dev-gap N          CPU acquisitions a device owner waits for (<= 5 ms) after\n"
-"                       each release (1000; 0 = contend all the time)\n"
+"                       each release (200; 0 = contend all the time)\n"
 "  --cs-spin N          random pause loop of up to N in the CPU critical section\n"
 "  --move-us N --thp-us N --ksm-ms N --ksm-wait-ms N   churn periods\n"
 "  --fill irq|worker    device fill mode (default irq)\n"
@@ -1031,7 +1137,7 @@ int main(int argc, char **argv)
 	enum { O_SEC = 256, O_ACQ, O_BATCH, O_SEED, O_DEVT, O_CPUT, O_HINT, O_HINTCPU,
 	       O_LAYOUT, O_LOFF, O_COFF, O_ALIGNED, O_DEVINC, O_DEVREL, O_NOKSM,
 	       O_NONUMA, O_NOMIG, O_NOTHP, O_NOPIN, O_SPRAY, O_RATIO, O_DEVGAP, O_CSSPIN,
-	       O_MOVEUS, O_THPUS, O_KSMMS, O_KSMWAIT, O_FILL, O_EPOCHS, O_PROG };
+	       O_MOVEUS, O_THPUS, O_KSMMS, O_KSMWAIT, O_FILL, O_EPOCHS, O_PROG, O_NONBR, O_DEVSPIN };
 	static const struct option lo[] = {
 		{ "seconds", required_argument, NULL, O_SEC },
 		{ "acquisitions", required_argument, NULL, O_ACQ },
@@ -1047,11 +1153,13 @@ int main(int argc, char **argv)
 		{ "aligned", no_argument, NULL, O_ALIGNED },
 		{ "dev-inc", required_argument, NULL, O_DEVINC },
 		{ "dev-release", required_argument, NULL, O_DEVREL },
+		{ "dev-spin", required_argument, NULL, O_DEVSPIN },
 		{ "no-ksm", no_argument, NULL, O_NOKSM },
 		{ "no-numa", no_argument, NULL, O_NONUMA },
 		{ "no-migrate", no_argument, NULL, O_NOMIG },
 		{ "no-thp", no_argument, NULL, O_NOTHP },
 		{ "no-pin", no_argument, NULL, O_NOPIN },
+		{ "no-nbr-check", no_argument, NULL, O_NONBR },
 		{ "spray", required_argument, NULL, O_SPRAY },
 		{ "ratio", required_argument, NULL, O_RATIO },
 		{ "dev-gap", required_argument, NULL, O_DEVGAP },
@@ -1095,11 +1203,13 @@ int main(int argc, char **argv)
 		case O_ALIGNED: opt.lock_off = 0; opt.counter_off = 0; break;
 		case O_DEVINC: opt.dev_fadd = !strcmp(optarg, "fadd"); break;
 		case O_DEVREL: opt.dev_release_store = !strcmp(optarg, "store"); break;
+		case O_DEVSPIN: opt.dev_swap_spin = !strcmp(optarg, "swap"); break;
 		case O_NOKSM: opt.ksm = false; break;
 		case O_NONUMA: opt.numa = false; break;
 		case O_NOMIG: opt.migrate = false; break;
 		case O_NOTHP: opt.thp = false; break;
 		case O_NOPIN: opt.pin = false; break;
+		case O_NONBR: opt.nbr_check = false; break;
 		case O_SPRAY: opt.spray = atoi(optarg); break;
 		case O_RATIO: opt.ratio = (unsigned int)strtoul(optarg, NULL, 0); break;
 		case O_DEVGAP: opt.dev_gap = (unsigned int)strtoul(optarg, NULL, 0); break;
@@ -1140,14 +1250,14 @@ int main(int argc, char **argv)
 	}
 	printf("# options: seconds %.0f acquisitions %" PRIu64 " batch %u seed %" PRIu64
 	       " dev %d cpu %d hint %s%s layout %s lock_off %ld counter_off %ld dev_inc %s"
-	       " dev_release %s fill %s ksm %d numa %d migrate %d thp %d pin %d spray %d"
+	       " dev_release %s dev_spin %s fill %s ksm %d numa %d migrate %d thp %d pin %d spray %d"
 	       " ratio %u dev_gap %u cs_spin %u epochs %d\n",
 	       opt.seconds, opt.acquisitions, opt.batch, opt.seed, opt.dev_threads,
 	       opt.cpu_threads, opt.hint == HINT_OTHER ? "other" : opt.hint == HINT_NONE ?
 	       "none" : "self", opt.hint_cpu >= 0 ? "(fixed)" : "",
 	       opt.layout == LAYOUT_EDGE ? "edge" : "same", opt.lock_off, opt.counter_off,
 	       opt.dev_fadd ? "fadd" : "loadstore", opt.dev_release_store ? "store" : "swap",
-	       opt.fill_mode == GRU_FILL_WORKER ? "worker" : "irq",
+	       opt.dev_swap_spin ? "swap" : "ttas", opt.fill_mode == GRU_FILL_WORKER ? "worker" : "irq",
 	       opt.ksm, opt.numa, opt.migrate, opt.thp, opt.pin, opt.spray, opt.ratio,
 	       opt.dev_gap, opt.cs_spin, opt.epochs);
 	printf("1..5\n");
@@ -1189,9 +1299,11 @@ int main(int argc, char **argv)
 	       tot.dev_acq, tot.cpu_acq, tot.dev_acq + tot.cpu_acq);
 	printf("# overlaps %" PRIu64 " (entry %" PRIu64 ", exit %" PRIu64 "), lost increments %" PRId64
 	       ", view mismatches %" PRIu64 ", final device/CPU counter mismatch %" PRIu64
-	       ", release anomalies %" PRIu64 ", stray spray words %" PRIu64 "\n",
+	       ", release anomalies %" PRIu64 ", stuck epochs %" PRIu64 ", stray spray words %" PRIu64 "\n",
 	       tot.overlaps, tot.ov_entry, tot.ov_exit, tot.lost, tot.view_mismatch,
-	       tot.final_mismatch, tot.rel_anom, tot.stray);
+	       tot.final_mismatch, tot.rel_anom, tot.stuck, tot.stray);
+	printf("# neighbour pages read through the device %" PRIu64 ", wrong %" PRIu64 "\n",
+	       tot.nbr_checks, tot.nbr_mismatch);
 	printf("# device: ops %" PRIu64 ", errors %" PRIu64 ", swap tries %" PRIu64
 	       ", hints at another CPU %" PRIu64 "; cpu handoffs %" PRIu64 " (timeouts %" PRIu64 ")\n",
 	       tot.dev_ops, tot.dev_errors, tot.swap_tries, tot.hint_other,
@@ -1214,9 +1326,10 @@ int main(int argc, char **argv)
 	printf("# churn migrate: moved %" PRIu64 " busy %" PRIu64 " errors %" PRIu64 " (last %d)\n",
 	       ch.move_ok, ch.move_busy, ch.move_err, ch.move_last_err);
 	printf("# churn thp: splits %" PRIu64 " (errors %" PRIu64 ") collapses %" PRIu64
-	       " (failed %" PRIu64 ", MADV_COLLAPSE %s, last errno %d), lock page in a THP %" PRIu64
+	       " (failed %" PRIu64 ", EINVAL %" PRIu64 ", MADV_COLLAPSE %s, last errno %d), lock page in a THP %" PRIu64
 	       "/%" PRIu64 " samples\n",
 	       ch.thp_split, ch.thp_split_err, ch.thp_collapse_ok, ch.thp_collapse_fail,
+	       ch.thp_collapse_einval,
 	       ch.thp_collapse_unsupported ? "unsupported" : "used", ch.thp_last_errno,
 	       ch.thp_lock_huge_samples, ch.thp_samples);
 	printf("# vmstat deltas:");
@@ -1230,9 +1343,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < opt.dev_threads; i++)
 		gru_close(&dev_owner[i].ctx);
 
-	ok_ov = !tot.overlaps && !tot.rel_anom;
+	ok_ov = !tot.overlaps && !tot.rel_anom && !tot.stuck;
 	ok_lost = tot.lost == 0;
-	ok_view = !tot.view_mismatch && !tot.final_mismatch;
+	ok_view = !tot.view_mismatch && !tot.final_mismatch && !tot.nbr_mismatch;
 	ok_stray = !tot.stray;
 	ok_err = !fatal && !tot.dev_errors && tot.epochs > 0 &&
 		 (!opt.dev_threads || tot.dev_acq) && (!opt.cpu_threads || tot.cpu_acq);
@@ -1240,7 +1353,7 @@ int main(int argc, char **argv)
 	       ok_ov ? "" : "not ", tot.dev_acq, tot.cpu_acq, tot.overlaps);
 	printf("%sok 2 mutex_no_lost_increment # lost %" PRId64 "\n", ok_lost ? "" : "not ", tot.lost);
 	printf("%sok 3 device_view_matches_cpu # mismatches %" PRIu64 "\n", ok_view ? "" : "not ",
-	       tot.view_mismatch + tot.final_mismatch);
+	       tot.view_mismatch + tot.final_mismatch + tot.nbr_mismatch);
 	printf("%sok 4 no_stray_device_writes # %" PRIu64 " words\n", ok_stray ? "" : "not ",
 	       tot.stray);
 	printf("%sok 5 soak_ran_clean # device errors %" PRIu64 "%s\n", ok_err ? "" : "not ",

@@ -3,9 +3,9 @@
  * The hard-IRQ page walk runs only where page tables cannot be freed
  * under it.
  *
- * On x86 (6.1, 6.12, native or TCG) the mmu_gather frees a page table
- * right after the TLB-flush IPI, and that IPI goes only to the CPUs in
- * mm_cpumask(mm).  A fault interrupt is steered by the instruction's CPU
+ * On x86 up to 6.12, without a paravirt TLB flush (bare metal, TCG), the
+ * mmu_gather frees a page table right after the TLB-flush IPI, and that
+ * IPI goes only to the CPUs in mm_cpumask(mm).  A fault interrupt is steered by the instruction's CPU
  * hint, which may name a CPU that is running another mm and so is not in
  * the cpumask: an IRQs-off walk there holds nothing off.  The driver must
  * leave such a miss to process context (defer_cpumask), and may walk in
@@ -393,9 +393,11 @@ static uint64_t f_of(uintptr_t va)
 	return 0x5eedULL << 48 | (uint64_t)va >> 3;
 }
 
-enum region_kind { K_THP, K_COLLAPSE, K_1G, K_NR };
+enum region_kind { K_THP, K_COLLAPSE, K_1G, K_1G_CHURN, K_NR };
 
-static const char *const kind_name[K_NR] = { "thp_2m", "collapse_2m", "1g" };
+static const char *const kind_name[K_NR] = {
+	"thp_2m", "collapse_2m", "1g", "1g_churn",
+};
 
 /*
  * Pages touched in a 1 GiB region, in pairs that straddle a boundary: the
@@ -429,7 +431,7 @@ struct dev_tally {
 	unsigned long ops, stable, racing, unmapped, zero_racing;
 	unsigned long by_hint[4], by_op[OP_NR];
 	unsigned long bad;
-	char msg[STRESS_BAD_LOG][160];
+	char msg[STRESS_BAD_LOG][256];
 	struct gru_ctx_stats st;
 	int open_err;
 };
@@ -511,10 +513,7 @@ static void *mutator(void *arg)
 
 	/* seq is odd here: nothing published yet, or the last one unmapped */
 	while (!atomic_load(&s->stop)) {
-		if (r->kind == K_1G)
-			b = (uintptr_t)map_region(SZ_1G, SZ_1G);
-		else
-			b = (uintptr_t)map_region(SZ_2M, SZ_2M);
+		b = (uintptr_t)map_region(r->size, r->size);
 		if (!b) {
 			nap_us(1000);
 			continue;
@@ -529,12 +528,17 @@ static void *mutator(void *arg)
 			madvise((void *)b, SZ_2M, MADV_NOHUGEPAGE);
 			fill(b, SZ_2M);
 			break;
-		default:
+		case K_1G:
 			/* PTE tables on odd cycles, THPs near the spans on even */
 			madvise((void *)b, SZ_1G, r->cycles & 1 ?
 				MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 			for (k = 0; k < NSPAN_1G; k++)
 				fill(b + span_1g[k], STRESS_SPAN);
+			break;
+		default:
+			/* one PMD table and one PTE table, freed at once */
+			madvise((void *)b, SZ_1G, MADV_NOHUGEPAGE);
+			fill(b, STRESS_SPAN);
 			break;
 		}
 		atomic_store(&r->base, b);
@@ -571,7 +575,7 @@ static void *mutator(void *arg)
 			r->collapse_waits += j;
 			nap_us(2000 + rand_r(&seed) % 3000);
 			break;
-		default:
+		case K_1G:
 			nap_us(3000 + rand_r(&seed) % 5000);
 			k = rand_r(&seed) % NSPAN_1G;
 			begin_change(r);
@@ -581,12 +585,19 @@ static void *mutator(void *arg)
 			r->dontneed++;
 			nap_us(2000 + rand_r(&seed) % 3000);
 			break;
+		default:
+			/*
+			 * As short-lived as it gets: the tables go while
+			 * misses hinted at other CPUs are walking them.
+			 */
+			nap_us(rand_r(&seed) % 300);
+			break;
 		}
 
 		/* unmapped for a while: the device keeps aiming at it */
 		begin_change(r);
 		munmap((void *)b, r->size);
-		nap_us(rand_r(&seed) % 2000);
+		nap_us(rand_r(&seed) % (r->kind == K_1G_CHURN ? 300 : 2000));
 		r->cycles++;
 		/* stays odd until the next region is published */
 	}
@@ -599,8 +610,8 @@ static uintptr_t pick(struct region *r, uintptr_t b, unsigned int *seed,
 {
 	unsigned long off;
 
-	if (r->kind == K_1G) {
-		off = span_1g[rand_r(seed) % NSPAN_1G];
+	if (r->kind == K_1G || r->kind == K_1G_CHURN) {
+		off = span_1g[r->kind == K_1G ? rand_r(seed) % NSPAN_1G : 0];
 		if (!span)
 			off += (rand_r(seed) % (STRESS_SPAN / 8)) * 8;
 		return b + off;
@@ -745,12 +756,15 @@ static void *device_thread(void *arg)
 			    e.va >= va && e.va < va + (in.len ? in.len : 8)) {
 				t->unmapped++;
 			} else {
-				bad(t, "%s %s %#lx hint %u: %d %s exc_va %#llx info %#llx (%s)",
+				bad(t, "%s %s %#lx (dst %#llx src %#llx) hint %u: %d %s exc_va %#llx info %#llx progress %llu (%s)",
 				    kind_name[r->kind], op_name[op],
-				    (unsigned long)va, hint, ret,
+				    (unsigned long)va,
+				    (unsigned long long)in.addr,
+				    (unsigned long long)in.src, hint, ret,
 				    gru_err_name(e.error),
 				    (unsigned long long)e.va,
 				    (unsigned long long)e.info,
+				    (unsigned long long)e.progress,
 				    stable ? "no change overlapped" : "racing");
 				continue;
 			}
@@ -848,7 +862,7 @@ TEST_F_TIMEOUT(walk, munmap_thp_collapse_under_foreign_hints, 900)
 	for (k = 0; k < K_NR; k++) {
 		s->reg[k].s = s;
 		s->reg[k].kind = k;
-		s->reg[k].size = k == K_1G ? SZ_1G : SZ_2M;
+		s->reg[k].size = k >= K_1G ? SZ_1G : SZ_2M;
 		atomic_store(&s->reg[k].seq, 1);	/* nothing published yet */
 	}
 

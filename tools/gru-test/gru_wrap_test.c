@@ -3,32 +3,25 @@
  * ASID generation wraps never let one mm use another mm's translations.
  *
  * With max_asid small (run-guest-tests.sh reloads gru_tlb with max_asid=8,
- * which the driver raises to hw_contexts + 1), worker processes keep the
- * device busy at the SAME virtual address, each with its own page and its
- * own data there, while helpers open and close contexts from fresh mms,
- * each of which takes a new ASID.  A wrap hands the numbers out again from
- * 1, slot by slot: if a slot still translated with its old number after
- * that number went to an earlier slot's mm, that mm's fills at the common
- * VA would serve this slot's instructions, and a LOAD would return the
- * other process's pattern, a FADD would count in the other process's page.
- * Every result and, at the end, every process's memory is checked against
- * what that process alone did.  No instruction may fail either: a wrap is
- * the driver's business.
+ * which the driver raises to hw_contexts + 1), more worker processes than
+ * ASIDs and than hardware slots keep the device busy at the SAME virtual
+ * address, each with its own page and its own data there, while a helper
+ * opens and closes contexts from fresh mms, each of which takes a new
+ * ASID.  Wraps come with steals and reloads, and the helper's closes leave
+ * holes that other contexts fill, so which mm sits in which slot keeps
+ * changing.  A wrap flushes the TLB and hands the numbers out again from 1
+ * to the loaded slots, in slot order, so an mm can get a number that a
+ * later slot still has programmed: until the loop reaches that slot, two
+ * live mms share a number, and the first one's fills at the common VA
+ * serve the second one's instructions.  A LOAD then returns the other
+ * process's pattern, a FADD counts in the other process's page.  Every
+ * result and, at the end, every process's memory is checked against what
+ * that process alone did.  No instruction may fail either: a wrap is the
+ * driver's business, not the process's.
  *
- * Two layouts:
- * - oversub: more workers than ASIDs and than hardware slots, so wraps
- *   come with steals and reloads.  Every slot is loaded at every wrap,
- *   and numbers go out in slot order, so a slot tends to get its own
- *   number back: this layout checks wraps under load, not the aliasing
- *   window.
- * - shift: the workers hold the upper slots (placeholder contexts hold
- *   the lower ones while the workers load, then close), and the helpers
- *   come and go in the lower slots.  When more helpers are loaded at a
- *   wrap than at the previous one, every worker's new number is the old
- *   number of a worker in a later slot: until that later slot is reached,
- *   two live mms share a number.  A worker that sleeps across the start
- *   of the wrap and then issues an instruction in that window would run
- *   on the other worker's translation.
+ * Workers pause after each round, so that a wrap often finds one idle:
+ * a stalled miss cannot be filled until its own mm is renumbered, but a
+ * new instruction issued inside the window translates at once.
  *
  * The "delayed" variant sets the test-only module parameter
  * asid_wrap_delay_us, which sleeps between the per-slot reassignments of
@@ -54,8 +47,6 @@
 #define WRAP_PAGES		1	/* common pages: one, so that all collide */
 #define WRAP_ITERS_DEFAULT	300	/* rounds of 4 device ops per worker */
 #define WRAP_PAUSE_US		3000	/* pause after each round: 0 to this */
-#define SHIFT_PLACEHOLDERS	4	/* lower slots the helpers use (shift) */
-#define SHIFT_CHURNERS		3	/* helpers (shift); oversub has one */
 #define WRAP_MIN_WRAPS		4	/* wraps a run must have caused */
 #define WRAP_DELAY_US		2000	/* asid_wrap_delay_us of "delayed" */
 #define CHURN_MAX_CYCLES	20000	/* bound of the helper's open/close loop */
@@ -113,8 +104,7 @@ struct wrap_report {
 	unsigned int err_other;
 	int first_err;
 	unsigned int final_bad;	/* words wrong in its memory at the end */
-	int first_opc;		/* first wrong result: opcode, page, values */
-	int first_page;
+	int first_opc;		/* first wrong result: opcode and values */
 	uint64_t first_got, first_want;
 	uint64_t steals, loads;
 };
@@ -136,31 +126,16 @@ FIXTURE(wrap)
 FIXTURE_VARIANT(wrap)
 {
 	unsigned int delay_us;	/* asid_wrap_delay_us for the run */
-	bool shift;		/* the shift layout, else oversub */
 };
 
-FIXTURE_VARIANT_ADD(wrap, oversub)
+FIXTURE_VARIANT_ADD(wrap, plain)
 {
 	.delay_us = 0,
-	.shift = false,
 };
 
-FIXTURE_VARIANT_ADD(wrap, oversub_delayed)
+FIXTURE_VARIANT_ADD(wrap, delayed)
 {
 	.delay_us = WRAP_DELAY_US,
-	.shift = false,
-};
-
-FIXTURE_VARIANT_ADD(wrap, shift)
-{
-	.delay_us = 0,
-	.shift = true,
-};
-
-FIXTURE_VARIANT_ADD(wrap, shift_delayed)
-{
-	.delay_us = WRAP_DELAY_US,
-	.shift = true,
 };
 
 FIXTURE_SETUP(wrap)
@@ -215,14 +190,17 @@ FIXTURE_TEARDOWN_PARENT(wrap)
 	}
 }
 
-/* The device-wide debugfs counter @name, or -1. */
+/*
+ * A device-wide counter from debugfs (gru/<pci name>/stats), summed over
+ * the devices, or -1 if there is none to read.
+ */
 static long long dbg_stat(const char *name)
 {
 	static const char *const roots[] = {
 		"/sys/kernel/debug/gru", "/sys/kernel/debug/gru_tlb",
 	};
 	char path[512], key[64];
-	long long val, ret = -1;
+	long long val, sum = -1;
 	struct dirent *de;
 	unsigned int r;
 	FILE *f;
@@ -231,12 +209,11 @@ static long long dbg_stat(const char *name)
 	if (access("/sys/kernel/debug/gru", F_OK) &&
 	    access("/sys/kernel/debug/gru_tlb", F_OK))
 		mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
-	for (r = 0; r < sizeof(roots) / sizeof(roots[0]) && ret < 0; r++) {
+	for (r = 0; r < sizeof(roots) / sizeof(roots[0]) && sum < 0; r++) {
 		d = opendir(roots[r]);
 		if (!d)
 			continue;
-		/* the first device; the test only uses /dev/gru */
-		while ((de = readdir(d)) && ret < 0) {
+		while ((de = readdir(d))) {
 			if (de->d_name[0] == '.')
 				continue;
 			snprintf(path, sizeof(path), "%s/%s/stats", roots[r],
@@ -245,16 +222,16 @@ static long long dbg_stat(const char *name)
 			if (!f)
 				continue;
 			while (fscanf(f, "%63s %lld", key, &val) == 2) {
-				if (!strcmp(key, name)) {
-					ret = val;
-					break;
-				}
+				if (strcmp(key, name))
+					continue;
+				sum = (sum < 0 ? 0 : sum) + val;
+				break;
 			}
 			fclose(f);
 		}
 		closedir(d);
 	}
-	return ret;
+	return sum;
 }
 
 static unsigned int env_uint(const char *name, unsigned int def)
@@ -274,7 +251,8 @@ static void pause_us(unsigned int *seed, unsigned int max_us)
 	nanosleep(&ts, NULL);
 }
 
-static void note_wrong(struct wrap_report *rep, int p, int opc, int k,
+/* A wrong result, counted by whose data it was; the first one is kept. */
+static void note_wrong(struct wrap_report *rep, int p, int opc,
 		       uint64_t got, uint64_t want)
 {
 	int o = owner_of(got);
@@ -285,12 +263,12 @@ static void note_wrong(struct wrap_report *rep, int p, int opc, int k,
 		rep->wrong++;
 	if (rep->foreign + rep->wrong == 1) {
 		rep->first_opc = opc;
-		rep->first_page = k;
 		rep->first_got = got;
 		rep->first_want = want;
 	}
 }
 
+/* A failed instruction, by errno (see libgru.h for the mapping). */
 static void note_err(struct wrap_report *rep, int err)
 {
 	if (err == -ENXIO)
@@ -354,7 +332,7 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 		if (ret)
 			note_err(&rep, ret);
 		else if (v != pattern_of(p, k))
-			note_wrong(&rep, p, GRU_OPC_LOAD, k, v, pattern_of(p, k));
+			note_wrong(&rep, p, GRU_OPC_LOAD, v, pattern_of(p, k));
 
 		ret = gru_fadd(&c, &pg[W_COUNTER], 1, &v);
 		rep.ops++;
@@ -363,7 +341,7 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 		} else {
 			/* only we add here: the old value is our own count */
 			if (v != counter_base(p, k) + count[k])
-				note_wrong(&rep, p, GRU_OPC_FADD, k, v,
+				note_wrong(&rep, p, GRU_OPC_FADD, v,
 					   counter_base(p, k) + count[k]);
 			count[k]++;
 		}
@@ -379,7 +357,7 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 			if (ret)
 				note_err(&rep, ret);
 			else if (v != store_of(p, i))
-				note_wrong(&rep, p, GRU_OPC_STORE, k, v,
+				note_wrong(&rep, p, GRU_OPC_STORE, v,
 					   store_of(p, i));
 		}
 
@@ -442,7 +420,7 @@ static void wrap_churn(int p, uint64_t *common, struct wrap_ctl *ctl, int wfd)
 		if (ret)
 			note_err(&rep, ret);
 		else if (v != pattern_of(p, 0))
-			note_wrong(&rep, p, GRU_OPC_LOAD, 0, v, pattern_of(p, 0));
+			note_wrong(&rep, p, GRU_OPC_LOAD, v, pattern_of(p, 0));
 		gru_close(&c);
 		/* loaded at some wraps, not at others */
 		pause_us(&seed, WRAP_PAUSE_US / 2);
@@ -456,35 +434,22 @@ out:
 TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 {
 	unsigned int iters = env_uint("GRU_WRAP_ITERS", WRAP_ITERS_DEFAULT);
-	int nplace = variant->shift ? SHIFT_PLACEHOLDERS : 0;
-	int nchurn = variant->shift ? SHIFT_CHURNERS : 1;
-	int nworkers = variant->shift ? (int)self->hw_contexts - nplace :
-					(int)self->max_asid + 4;
+	int nworkers = (int)self->max_asid + 4;
 	unsigned int foreign = 0, wrong = 0, enxio = 0, enomem = 0, other = 0;
 	unsigned int final_bad = 0, churn_ops = 0;
 	unsigned long long steals = 0;
-	struct gru_ctx place[SHIFT_PLACEHOLDERS];
 	int fds[2], ready[2], status, n, done = 0;
 	long long wraps0, wraps1;
+	pid_t churn;
 	char c;
 
-	if (variant->shift) {
-		/* room above the placeholders for every worker */
-		ASSERT_GT(nworkers, nchurn);
-	} else {
-		/* more processes than ASIDs and than slots: wraps and steals */
-		ASSERT_GT(nworkers, (int)self->hw_contexts);
-	}
+	/* more processes than ASIDs and than slots: wraps and steals */
+	ASSERT_GT(nworkers, (int)self->hw_contexts);
 	wraps0 = dbg_stat("asid_wraps");
 	ASSERT_GE(wraps0, 0) TH_LOG("no asid_wraps in debugfs gru/*/stats");
 	ASSERT_EQ(0, pipe(fds));
 	ASSERT_EQ(0, pipe(ready));
 
-	/* the lowest slots first, so that the workers load above them */
-	for (n = 0; n < nplace; n++) {
-		ASSERT_EQ(0, gru_open(&place[n], 0));
-		ASSERT_EQ(0, gru_nop(&place[n]));
-	}
 	for (n = 0; n < nworkers; n++) {
 		pid_t pid = fork();
 
@@ -495,32 +460,26 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 			wrap_worker(n, self->common, self->ctl, iters, fds[1],
 				    ready[1]);
 		}
-		/* one at a time, so that they fill the slots in order */
+		/* loaded one by one: the later ones steal the earlier */
 		ASSERT_EQ(1, read(ready[0], &c, 1));
 	}
-	/* the lower slots are now the helpers' to come and go in */
-	for (n = 0; n < nplace; n++)
-		gru_close(&place[n]);
-	for (n = 0; n < nchurn; n++) {
-		pid_t pid = fork();
-
-		ASSERT_GE(pid, 0);
-		if (pid == 0) {
-			close(fds[0]);
-			wrap_churn(nworkers + n, self->common, self->ctl, fds[1]);
-		}
+	churn = fork();
+	ASSERT_GE(churn, 0);
+	if (churn == 0) {
+		close(fds[0]);
+		wrap_churn(nworkers, self->common, self->ctl, fds[1]);
 	}
 	close(fds[1]);
 	self->ctl->go = 1;
 
-	for (n = 0; n < nworkers + nchurn; n++) {
+	for (n = 0; n < nworkers + 1; n++) {
 		struct wrap_report rep;
 
 		ASSERT_EQ(sizeof(rep), read(fds[0], &rep, sizeof(rep)));
-		if (rep.proc >= nworkers)
-			churn_ops += rep.ops;
+		if (rep.proc == nworkers)
+			churn_ops = rep.ops;
 		else if (++done == nworkers)
-			self->ctl->stop = 1;	/* the helpers' turn to report */
+			self->ctl->stop = 1;	/* the helper's turn to report */
 		EXPECT_EQ(0, rep.setup_err) TH_LOG("process %d could not start: errno %d",
 						   rep.proc, rep.setup_err);
 		foreign += rep.foreign;
@@ -546,16 +505,17 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 			       rep.proc, rep.final_bad);
 	}
 	self->ctl->stop = 1;
-	for (n = 0; n < nworkers + nchurn; n++) {
+	for (n = 0; n < nworkers + 1; n++) {
 		ASSERT_GT(waitpid(-1, &status, 0), 0);
 		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
 	wraps1 = dbg_stat("asid_wraps");
 
-	TH_LOG("%s: %d workers x %u rounds, %d helpers (%u open/close), max_asid %lld, delay %u us: %lld wraps, %llu steals",
-	       variant->shift ? "shift" : "oversub", nworkers, iters, nchurn,
-	       churn_ops, self->max_asid, variant->delay_us, wraps1 - wraps0,
-	       steals);
+	TH_LOG("%d workers x %u rounds, helper %u open/close, max_asid %lld, delay %u us: %lld wraps, %llu steals",
+	       nworkers, iters, churn_ops, self->max_asid, variant->delay_us,
+	       wraps1 - wraps0, steals);
+	TH_LOG("isolation: %u results of another process, %u other wrong results, %u wrong words at the end; failed instructions: %u NO_CONTEXT, %u FAULT, %u other",
+	       foreign, wrong, final_bad, enxio, enomem, other);
 	/* isolation: no result and no word of memory from another process */
 	EXPECT_EQ(0, foreign);
 	EXPECT_EQ(0, wrong);
@@ -564,12 +524,9 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 	EXPECT_EQ(0, enxio);
 	EXPECT_EQ(0, enomem);
 	EXPECT_EQ(0, other);
-	/* the claim needs wraps under load */
+	/* the claim needs wraps under load, with contexts moving slots */
 	EXPECT_GE(wraps1 - wraps0, WRAP_MIN_WRAPS);
-	if (!variant->shift) {
-		/* and, here, live contexts moving between slots */
-		EXPECT_GT(steals, 0);
-	}
+	EXPECT_GT(steals, 0);
 }
 
 TEST_HARNESS_MAIN

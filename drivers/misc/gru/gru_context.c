@@ -30,7 +30,7 @@ bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm)
 
 /**
  * gru_asid_settle() - wait for an ASID wrap in progress to finish
- * @ctx: a loaded context whose fill found its mm's ASID not current
+ * @ctx: a loaded context whose fill may have found its mm's ASID not current
  *
  * A wrap retires every loaded slot's ASID at once and then hands out new
  * ones under ctx_mutex, one mm at a time.  A fill of a loaded context
@@ -40,6 +40,16 @@ bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm)
  */
 void gru_asid_settle(struct gru_ctx *ctx)
 {
+	struct gru_mm *gmm = ctx->gmm;
+	unsigned long flags;
+	bool current_asid;
+
+	spin_lock_irqsave(&gmm->lock, flags);
+	current_asid = gru_asid_current(ctx->gdev, gmm);
+	spin_unlock_irqrestore(&gmm->lock, flags);
+	/* the device-wide mutex only when there is a wrap to wait for */
+	if (current_asid)
+		return;
 	mutex_lock(&ctx->gdev->ctx_mutex);
 	mutex_unlock(&ctx->gdev->ctx_mutex);
 }
