@@ -77,43 +77,54 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
 }
 
 /*
- * Out of ASIDs: start a new generation.  Every old-generation ASID is
- * flushed at once, and every loaded slot loses its ASID in the same
- * hw_lock section: from then on no slot translates with an old number,
- * so handing the numbers out again below (or to the next mm loaded)
- * cannot make one mm's slot use another mm's entries.  A slot whose
- * instruction is running parks at its next step until its mm gets
+ * Out of ASIDs: start a new generation.  In one hw_lock section, every
+ * old-generation entry is flushed, every loaded slot loses its ASID, and
+ * only then does the generation move on.  The notifiers decide whether an
+ * mm has entries to invalidate from the generation alone, under
+ * gru_mm.lock: once they see the new one, the flush has completed (the
+ * MMIO read that ends the fence precedes the store, and x86 keeps that
+ * order), so none of their invalidations can be skipped while an old entry
+ * is still in the device.  From then on no slot translates with an old
+ * number, so handing the numbers out again below (or to the next mm
+ * loaded) cannot make one mm's slot use another mm's entries.  A slot
+ * whose instruction is running parks at its next step until its mm gets
  * a new ASID, here for every loaded mm, or when it is next loaded.
  */
 static void gru_asid_wrap(struct gru_dev *gdev)
 {
+	unsigned int delay = min_t(unsigned int,
+				   READ_ONCE(gru_asid_wrap_delay_us),
+				   GRU_WRAP_DELAY_MAX_US);
+	unsigned int slept = 0;
 	unsigned long flags;
 	int i;
 
 	spin_lock_irqsave(&gdev->hw_lock, flags);
-	WRITE_ONCE(gdev->asid_gen, gdev->asid_gen + 1);
-	gdev->next_asid = 1;
+	/* test only: hold the section as a preempted vCPU would */
+	if (unlikely(delay))
+		udelay(min_t(unsigned int, delay, GRU_WRAP_SPIN_MAX_US));
 	gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
 	if (!gdev->gone)
 		for (i = 0; i < gdev->nctx; i++)
 			if (gdev->slots[i])
 				gru_ctx_set_asid(gdev, i, 0);
+	gdev->next_asid = 1;
+	WRITE_ONCE(gdev->asid_gen, gdev->asid_gen + 1);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
 	GRU_DSTAT(gdev, INV_ALL);
 	GRU_DSTAT(gdev, ASID_WRAPS);
 
 	for (i = 0; i < gdev->nctx; i++) {
 		struct gru_ctx *c = gdev->slots[i];
-		unsigned int delay = min_t(unsigned int,
-					   READ_ONCE(gru_asid_wrap_delay_us),
-					   GRU_WRAP_DELAY_MAX_US);
 
 		if (!c || gru_asid_current(gdev, c->gmm))
 			continue;
 		gru_asid_assign(gdev, c->gmm);
 		/* test only: widen the window between reassignments */
-		if (unlikely(delay))
+		if (unlikely(delay) && slept < GRU_WRAP_DELAY_MAX_US) {
 			usleep_range(delay, delay + delay / 4 + 1);
+			slept += delay;
+		}
 	}
 }
 

@@ -68,7 +68,8 @@
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
 #define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
-#define GRU_WRAP_DELAY_MAX_US	100000	/* bound of asid_wrap_delay_us */
+#define GRU_WRAP_DELAY_MAX_US	100000	/* asid_wrap_delay_us: sleeps per wrap */
+#define GRU_WRAP_SPIN_MAX_US	2000	/* ... and its busy-wait under hw_lock */
 
 /* Per-context counters (GRU_IOC_STATS and debugfs). */
 enum gru_cstat {
@@ -136,7 +137,7 @@ struct gru_dev {
 	unsigned int nctx, sets, ways, hw_vectors;
 	unsigned int nvec;		/* allocated MSI-X vectors */
 	u32 version;
-	bool fast_path;			/* IRQ walk compiled in */
+	bool fast_path;			/* IRQ walk on (never on PREEMPT_RT) */
 	bool walk_any_cpu;		/* page tables are RCU-freed */
 	bool gone;			/* PCI remove ran */
 

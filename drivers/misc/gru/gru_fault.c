@@ -268,6 +268,14 @@ static enum gru_fill_result gru_fill_commit(struct gru_ctx *ctx, int path,
 	int i;
 
 	spin_lock_irqsave(&gmm->lock, flags);
+	/*
+	 * Release marks the context dead under this lock before it flushes
+	 * the ASID: nothing may be installed after that flush.
+	 */
+	if (gmm->released || ctx->dead) {
+		spin_unlock_irqrestore(&gmm->lock, flags);
+		return GRU_FILL_DEAD;
+	}
 	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != f->seq)) {
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
@@ -441,7 +449,8 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		return rec.va;
 	}
 
-	if (gdev->fast_path && mode == GRU_FILL_IRQ && !defer) {
+	if (GRU_HAVE_IRQ_WALK && gdev->fast_path && mode == GRU_FILL_IRQ &&
+	    !defer) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
 			r = gru_try_fill_irq(ctx, rec.va, write, &extra);
 			switch (r) {
@@ -590,7 +599,8 @@ u32 gru_vma_error(struct vm_area_struct *vma, bool write)
  * @path: GRU_PATH_WORKER or GRU_PATH_CALLOS, for the counters
  *
  * Runs in the context's mm or any other (kthread worker); takes mmap_lock,
- * not ctx_mutex.  No page reference is held when it returns.
+ * and ctx_mutex only to wait out an ASID wrap, never both at once.  No
+ * page reference is held when it returns.
  *
  * Return: GRU_ERR_NONE once the translation is in the device, else the
  * GRU_ERR_* to fail the instruction with.

@@ -35,7 +35,7 @@ MODULE_PARM_DESC(no_post_inval,
 unsigned int gru_asid_wrap_delay_us;
 module_param_named(asid_wrap_delay_us, gru_asid_wrap_delay_us, uint, 0644);
 MODULE_PARM_DESC(asid_wrap_delay_us,
-		 "test only: sleep between the ASID reassignments of a generation wrap");
+		 "test only: widen an ASID wrap: busy-wait up to 2 ms in its flush section, sleep between its reassignments (100 ms in all)");
 
 static DEFINE_IDA(gru_ida);
 
