@@ -4,7 +4,9 @@
  * its own memory, and neither a reused ASID nor a context reloaded into a
  * hardware slot another process used sees any old translation.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -346,6 +348,136 @@ TEST_F_TIMEOUT(iso, reloaded_context_sees_no_old_translations, 600)
 	TH_LOG("%d processes on %u hardware contexts: %llu steals among them; ours: %llu steals, %llu loads",
 	       n, info.hw_contexts, steals, (unsigned long long)st.steals,
 	       (unsigned long long)st.loads);
+}
+
+/* Sum of a device-wide driver counter over every gru device (debugfs). */
+static long long dbg_counter(const char *name)
+{
+	long long sum = -1;
+	char path[512], key[64];
+	struct dirent *de;
+	DIR *d = opendir("/sys/kernel/debug/gru");
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		long long v;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/sys/kernel/debug/gru/%s/stats",
+			 de->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		while (fscanf(f, "%63s %lld", key, &v) == 2)
+			if (!strcmp(key, name))
+				sum = (sum < 0 ? 0 : sum) + v;
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
+/*
+ * An ASID wrap must never make the notifier skip an invalidation while
+ * the old entries are still in the device.  Fresh processes take ASIDs
+ * until the driver wraps, again and again, with asid_wrap_delay_us
+ * holding each wrap's flush section open as a preempted vCPU would.
+ * Meanwhile this process maps a page, gives the device a translation
+ * for it, unmaps it and loads it through the device again: that load
+ * must miss and fail with UNMAPPED.  Reading the old data instead means
+ * the device used a page the kernel had already freed.
+ */
+TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
+{
+	long long max_asid = gru_param("max_asid");
+	long long wraps0, wraps1, delay0 = gru_param("asid_wrap_delay_us");
+	int rounds = 1500, stale = 0, other = 0, status;
+	volatile int *stop;
+	struct gru_exc e;
+	pid_t churn;
+
+	if (max_asid < 1 || max_asid > 64)
+		SKIP(return, "max_asid is %lld: boot with gru_tlb.max_asid=8 to force wraps",
+		     max_asid);
+	if (delay0 < 0)
+		SKIP(return, "gru_tlb has no asid_wrap_delay_us parameter");
+	wraps0 = dbg_counter("asid_wraps");
+	if (wraps0 < 0)
+		SKIP(return, "no /sys/kernel/debug/gru/*/stats (debugfs not mounted?)");
+	ASSERT_EQ(0, write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us",
+			       "2000"));
+	stop = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, stop);
+	*stop = 0;
+
+	/* each short-lived process is a new mm, so it takes a new ASID */
+	churn = fork();
+	ASSERT_GE(churn, 0);
+	if (churn == 0) {
+		while (!*stop) {
+			pid_t pid = fork();
+
+			if (pid == 0) {
+				struct gru_ctx c;
+
+				if (gru_open(&c, 0) == 0) {
+					gru_nop(&c);
+					gru_close(&c);
+				}
+				_exit(0);
+			}
+			if (pid > 0)
+				waitpid(pid, NULL, 0);
+		}
+		_exit(0);
+	}
+
+	for (int i = 0; i < rounds; i++) {
+		uint64_t *p, v = 0;
+		int ret;
+
+		p = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(MAP_FAILED, p);
+		*p = 0x5a5a0000ULL + i;
+		ret = gru_load(&self->ctx, p, &v);
+		if (ret || v != 0x5a5a0000ULL + i) {
+			other++;
+			munmap(p, PAGE_SZ);
+			continue;
+		}
+		ASSERT_EQ(0, munmap(p, PAGE_SZ));
+		ret = gru_load(&self->ctx, p, &v);
+		if (ret == 0) {
+			if (stale < 8)
+				TH_LOG("round %d: load after munmap read %#llx", i,
+				       (unsigned long long)v);
+			stale++;
+			continue;
+		}
+		gru_exception(&self->ctx, &e);
+		if (ret != -EFAULT || e.error != GRU_ERR_UNMAPPED)
+			other++;
+	}
+	*stop = 1;
+	ASSERT_EQ(churn, waitpid(churn, &status, 0));
+	wraps1 = dbg_counter("asid_wraps");
+	{
+		char buf[32];
+
+		snprintf(buf, sizeof(buf), "%lld", delay0);
+		write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us", buf);
+	}
+	munmap((void *)stop, PAGE_SZ);
+	TH_LOG("%d rounds, %lld wraps, %d stale loads, %d other failures",
+	       rounds, wraps1 - wraps0, stale, other);
+	EXPECT_GT(wraps1 - wraps0, 4);
+	EXPECT_EQ(0, stale);
+	EXPECT_EQ(0, other);
 }
 
 TEST_HARNESS_MAIN
