@@ -6,6 +6,8 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
+#include <time.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
@@ -380,24 +382,78 @@ static long long dbg_counter(const char *name)
 	return sum;
 }
 
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+static long long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+/* A fresh mm takes an ASID: report it (0 on failure), optionally wait. */
+static uint32_t new_mm_asid(int ready_fd)
+{
+	int p[2];
+	uint32_t asid = 0;
+	pid_t pid;
+
+	if (pipe(p))
+		return 0;
+	pid = fork();
+	if (pid == 0) {
+		struct gru_info info;
+		struct gru_ctx c;
+
+		if (gru_open(&c, 0))
+			_exit(1);
+		/* the first window access loads the context: the ASID */
+		if (ready_fd >= 0 && write(ready_fd, "r", 1) != 1)
+			_exit(2);
+		if (gru_nop(&c) || gru_info(&c, &info))
+			_exit(3);
+		if (write(p[1], &info.asid, sizeof(info.asid)) != sizeof(info.asid))
+			_exit(4);
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid > 0) {
+		if (read(p[0], &asid, sizeof(asid)) != sizeof(asid))
+			asid = 0;
+		waitpid(pid, NULL, 0);
+	}
+	close(p[0]);
+	return asid;
+}
+
 /*
  * An ASID wrap must never make the notifier skip an invalidation while
  * the old entries are still in the device.  Fresh processes take ASIDs
- * until the driver wraps, again and again, with asid_wrap_delay_us
- * holding each wrap's flush section open as a preempted vCPU would.
- * Meanwhile this process maps a page, gives the device a translation
- * for it, unmaps it and loads it through the device again: that load
- * must miss and fail with UNMAPPED.  Reading the old data instead means
- * the device used a page the kernel had already freed.
+ * until the next one must wrap; then one more fresh process triggers the
+ * wrap while asid_wrap_delay_us holds its flush section open (as a
+ * preempted vCPU would), and meanwhile this process unmaps a page the
+ * device holds a translation for and loads it through the device again.
+ * That load must miss and fail with UNMAPPED: reading the old data means
+ * the device used a page the kernel had already freed.  The unmap is
+ * moved across the wrap's window from trial to trial, with the trigger
+ * and this process on different CPUs.
  */
 TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
 {
 	long long max_asid = gru_param("max_asid");
 	long long wraps0, wraps1, delay0 = gru_param("asid_wrap_delay_us");
-	int rounds = 1500, stale = 0, other = 0, status;
-	volatile int *stop;
+	int trials = 48, stale = 0, other = 0, ready[2], trigger_cpu;
+	struct gru_info info;
 	struct gru_exc e;
-	pid_t churn;
+	char buf[32];
 
 	if (max_asid < 1 || max_asid > 64)
 		SKIP(return, "max_asid is %lld: boot with gru_tlb.max_asid=8 to force wraps",
@@ -407,75 +463,77 @@ TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
 	wraps0 = dbg_counter("asid_wraps");
 	if (wraps0 < 0)
 		SKIP(return, "no /sys/kernel/debug/gru/*/stats (debugfs not mounted?)");
+	ASSERT_EQ(0, gru_info(&self->ctx, &info));
+	/* the driver keeps at least one ASID per hardware context */
+	if (max_asid < info.hw_contexts + 1)
+		max_asid = info.hw_contexts + 1;
 	ASSERT_EQ(0, write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us",
 			       "2000"));
-	stop = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, stop);
-	*stop = 0;
+	ASSERT_EQ(0, pipe(ready));
+	/* this process on CPU 0, the wrap on another: both run at once */
+	trigger_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0;
+	pin_to(0);
 
-	/* each short-lived process is a new mm, so it takes a new ASID */
-	churn = fork();
-	ASSERT_GE(churn, 0);
-	if (churn == 0) {
-		while (!*stop) {
-			pid_t pid = fork();
-
-			if (pid == 0) {
-				struct gru_ctx c;
-
-				if (gru_open(&c, 0) == 0) {
-					gru_nop(&c);
-					gru_close(&c);
-				}
-				_exit(0);
-			}
-			if (pid > 0)
-				waitpid(pid, NULL, 0);
-		}
-		_exit(0);
-	}
-
-	for (int i = 0; i < rounds; i++) {
+	for (int t = 0; t < trials; t++) {
+		long long offset_us = (t % 24) * 100;
 		uint64_t *p, v = 0;
-		int ret;
+		uint32_t asid = 0;
+		long long t0;
+		int ret, n;
+		char ch;
 
+		/* use ASIDs up until the next new mm has to wrap */
+		for (n = 0; n < 2 * max_asid + 2 && asid != max_asid; n++)
+			asid = new_mm_asid(-1);
+		if (asid != max_asid) {
+			other++;
+			TH_LOG("trial %d: could not reach ASID %lld (last %u)", t,
+			       max_asid, asid);
+			continue;
+		}
 		p = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		ASSERT_NE(MAP_FAILED, p);
-		*p = 0x5a5a0000ULL + i;
+		*p = 0x5a5a0000ULL + t;
 		ret = gru_load(&self->ctx, p, &v);
-		if (ret || v != 0x5a5a0000ULL + i) {
+		if (ret || v != 0x5a5a0000ULL + t) {
+			TH_LOG("trial %d: first load %d %#llx", t, ret,
+			       (unsigned long long)v);
 			other++;
 			munmap(p, PAGE_SZ);
 			continue;
 		}
+		if (fork() == 0) {
+			close(ready[0]);
+			pin_to(trigger_cpu);
+			_exit(new_mm_asid(ready[1]) ? 0 : 1);
+		}
+		ASSERT_EQ(1, read(ready[0], &ch, 1));
+		t0 = now_us();
+		while (now_us() - t0 < offset_us)
+			;
 		ASSERT_EQ(0, munmap(p, PAGE_SZ));
 		ret = gru_load(&self->ctx, p, &v);
+		wait(NULL);
 		if (ret == 0) {
-			if (stale < 8)
-				TH_LOG("round %d: load after munmap read %#llx", i,
-				       (unsigned long long)v);
+			TH_LOG("trial %d: load after munmap read %#llx", t,
+			       (unsigned long long)v);
 			stale++;
 			continue;
 		}
 		gru_exception(&self->ctx, &e);
-		if (ret != -EFAULT || e.error != GRU_ERR_UNMAPPED)
+		if (ret != -EFAULT || e.error != GRU_ERR_UNMAPPED) {
+			TH_LOG("trial %d: load after munmap: %d, %s", t, ret,
+			       gru_err_name(e.error));
 			other++;
+		}
 	}
-	*stop = 1;
-	ASSERT_EQ(churn, waitpid(churn, &status, 0));
 	wraps1 = dbg_counter("asid_wraps");
-	{
-		char buf[32];
-
-		snprintf(buf, sizeof(buf), "%lld", delay0);
-		write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us", buf);
-	}
-	munmap((void *)stop, PAGE_SZ);
-	TH_LOG("%d rounds, %lld wraps, %d stale loads, %d other failures",
-	       rounds, wraps1 - wraps0, stale, other);
-	EXPECT_GT(wraps1 - wraps0, 4);
+	snprintf(buf, sizeof(buf), "%lld", delay0);
+	write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us", buf);
+	TH_LOG("%d trials, %lld wraps, %d stale loads, %d other failures",
+	       trials, wraps1 - wraps0, stale, other);
+	EXPECT_GE(wraps1 - wraps0, trials);
 	EXPECT_EQ(0, stale);
 	EXPECT_EQ(0, other);
 }

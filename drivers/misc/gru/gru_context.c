@@ -87,8 +87,9 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
  * is still in the device.  From then on no slot translates with an old
  * number, so handing the numbers out again below (or to the next mm
  * loaded) cannot make one mm's slot use another mm's entries.  A slot
- * whose instruction is running parks at its next step until its mm gets
- * a new ASID, here for every loaded mm, or when it is next loaded.
+ * whose instruction is running misses on GRU_ASID_QUARANTINE, and its
+ * fill waits for the new ASID, here for every loaded mm, or when it is
+ * next loaded.
  */
 static void gru_asid_wrap(struct gru_dev *gdev)
 {
@@ -107,7 +108,7 @@ static void gru_asid_wrap(struct gru_dev *gdev)
 	if (!gdev->gone)
 		for (i = 0; i < gdev->nctx; i++)
 			if (gdev->slots[i])
-				gru_ctx_set_asid(gdev, i, 0);
+				gru_ctx_set_asid(gdev, i, GRU_ASID_QUARANTINE);
 	gdev->next_asid = 1;
 	WRITE_ONCE(gdev->asid_gen, gdev->asid_gen + 1);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);

@@ -70,6 +70,14 @@
 #define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
 #define GRU_WRAP_DELAY_MAX_US	100000	/* asid_wrap_delay_us: sleeps per wrap */
 #define GRU_WRAP_SPIN_MAX_US	2000	/* ... and its busy-wait under hw_lock */
+/*
+ * An ASID never handed to an mm: loaded slots hold it between an ASID
+ * wrap's flush and their reassignment.  It has no entries, so a slot
+ * translating with it misses (and waits in the fault path), where ASID 0
+ * would make the device refuse a new instruction with NO_CONTEXT.
+ */
+#define GRU_ASID_QUARANTINE	0xffff
+#define GRU_ASID_MAX		(GRU_ASID_QUARANTINE - 1)
 
 /* Per-context counters (GRU_IOC_STATS and debugfs). */
 enum gru_cstat {

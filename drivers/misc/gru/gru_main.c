@@ -17,10 +17,10 @@
 #define CREATE_TRACE_POINTS
 #include "gru_trace.h"
 
-static unsigned int max_asid = 0xffff;
+static unsigned int max_asid = GRU_ASID_MAX;
 module_param(max_asid, uint, 0444);
 MODULE_PARM_DESC(max_asid,
-		 "test only: highest ASID before a generation wrap (default 0xffff)");
+		 "test only: highest ASID before a generation wrap (default 0xfffe)");
 
 bool gru_no_seq_check;
 module_param_named(no_seq_check, gru_no_seq_check, bool, 0644);
@@ -208,7 +208,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_unmap_win;
 
 	/* ASIDs: 0 is invalid; the wrap needs room for every loaded slot */
-	gdev->max_asid = clamp_t(u32, max_asid, gdev->nctx + 1, 0xffff);
+	gdev->max_asid = clamp_t(u32, max_asid, gdev->nctx + 1, GRU_ASID_MAX);
 	gdev->asid_gen = 1;
 	gdev->next_asid = 1;
 	gdev->fast_path = GRU_HAVE_IRQ_WALK;
