@@ -450,7 +450,7 @@ TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
 {
 	long long max_asid = gru_param("max_asid");
 	long long wraps0, wraps1, delay0 = gru_param("asid_wrap_delay_us");
-	int trials = 48, stale = 0, other = 0, ready[2], trigger_cpu;
+	int trials = 48, stale = 0, other = 0, ready[2], go[2], trigger_cpu;
 	struct gru_info info;
 	struct gru_exc e;
 	char buf[32];
@@ -470,6 +470,7 @@ TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
 	ASSERT_EQ(0, write_str("/sys/module/gru_tlb/parameters/asid_wrap_delay_us",
 			       "2000"));
 	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
 	/* this process on CPU 0, the wrap on another: both run at once */
 	trigger_cpu = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0;
 	pin_to(0);
@@ -491,22 +492,30 @@ TEST_F_TIMEOUT(iso, asid_wrap_never_skips_an_invalidation, 600)
 			       max_asid, asid);
 			continue;
 		}
+		/*
+		 * The trigger is forked first: fork write-protects our private
+		 * pages, and that invalidation would remove the entry below.
+		 */
+		if (fork() == 0) {
+			close(ready[0]);
+			pin_to(trigger_cpu);
+			if (read(go[0], &ch, 1) != 1)
+				_exit(1);
+			_exit(new_mm_asid(ready[1]) ? 0 : 1);
+		}
 		p = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		ASSERT_NE(MAP_FAILED, p);
 		*p = 0x5a5a0000ULL + t;
 		ret = gru_load(&self->ctx, p, &v);
+		ASSERT_EQ(1, write(go[1], "g", 1));
 		if (ret || v != 0x5a5a0000ULL + t) {
 			TH_LOG("trial %d: first load %d %#llx", t, ret,
 			       (unsigned long long)v);
 			other++;
 			munmap(p, PAGE_SZ);
+			wait(NULL);
 			continue;
-		}
-		if (fork() == 0) {
-			close(ready[0]);
-			pin_to(trigger_cpu);
-			_exit(new_mm_asid(ready[1]) ? 0 : 1);
 		}
 		ASSERT_EQ(1, read(ready[0], &ch, 1));
 		t0 = now_us();

@@ -309,7 +309,8 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 		pg = common + k * (PAGE_SZ / 8);
 		pg[W_PATTERN] = pattern_of(p, k);
 		pg[W_COUNTER] = counter_base(p, k);
-		pg[W_STORE] = last_store[k] = store_of(p, 0);
+		last_store[k] = store_of(p, 0);
+		pg[W_STORE] = last_store[k];
 	}
 	ret = gru_open(&c, 0);
 	if (!ret)

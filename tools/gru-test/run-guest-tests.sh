@@ -184,7 +184,8 @@ if [ -n "$MUTATION" ]; then
 	# shellcheck disable=SC2086
 	run_bin gru-race --expect-violations $RACE_ARGS
 else
-	for t in gru_basic_test gru_badinput_test gru_mem_test gru_safety_test; do
+	for t in gru_basic_test gru_badinput_test gru_mem_test gru_safety_test \
+		 gru_walk_stress_test; do
 		run_bin "$t"
 	done
 	# ASID reuse needs a small ASID space: reload the module for it.
@@ -192,9 +193,11 @@ else
 	if [ -n "$asid" ] && [ "$asid" -gt 64 ] && reload_module max_asid=8; then
 		log "gru_tlb reloaded with max_asid=8 for the isolation tests"
 		run_bin gru_isolation_test
+		run_bin gru_wrap_test
 		reload_module max_asid="$asid" || log "could not restore max_asid=$asid"
 	else
 		run_bin gru_isolation_test
+		run_bin gru_wrap_test
 	fi
 	# shellcheck disable=SC2086
 	run_bin gru-race $RACE_ARGS
