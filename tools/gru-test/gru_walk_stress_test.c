@@ -195,8 +195,6 @@ FIXTURE_SETUP(walk)
 	self->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (self->ncpus < 3)
 		SKIP(return, "%d CPUs: needs CPU 2 to run another mm", self->ncpus);
-	if (driver_walks_any_cpu())
-		SKIP(return, "the driver walks on any CPU here (page tables RCU-freed)");
 }
 
 /* Runs in the parent, so a test that died still restores khugepaged. */
@@ -287,6 +285,10 @@ TEST_F_TIMEOUT(walk, foreign_cpu_hint_defers_irq_walk, 300)
 	int fds[2], i;
 	char c;
 
+	if (driver_walks_any_cpu())
+		SKIP(return, "the driver walks on any CPU here (page tables RCU-freed)");
+	if (read_num("/sys/kernel/realtime") == 1)
+		SKIP(return, "PREEMPT_RT: no IRQ walk at all");
 	/* before any thread exists: everything of ours stays on CPU 0 */
 	ASSERT_EQ(0, pin_to(0, &cpu0, 1));
 	sched_yield();
