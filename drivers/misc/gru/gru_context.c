@@ -61,19 +61,24 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
 	u16 asid = gdev->next_asid++;
 	int i;
 
-	spin_lock_irqsave(&gmm->lock, flags);
-	gmm->asid = asid;
-	gmm->asid_gen = gdev->asid_gen;
-	/* a fill that sampled the old ASID must redo its walk */
-	gmm->seq++;
-	spin_unlock_irqrestore(&gmm->lock, flags);
-
+	/*
+	 * Slots first: until the ASID is published below, fills of this mm
+	 * wait (GRU_FILL_NOASID) rather than install entries that a slot
+	 * still on the quarantine ASID would miss again.
+	 */
 	for (i = 0; i < gdev->nctx; i++) {
 		struct gru_ctx *c = gdev->slots[i];
 
 		if (c && c->gmm == gmm)
 			gru_ctx_set_asid(gdev, i, asid);
 	}
+
+	spin_lock_irqsave(&gmm->lock, flags);
+	gmm->asid = asid;
+	gmm->asid_gen = gdev->asid_gen;
+	/* a fill that sampled the old ASID must redo its walk */
+	gmm->seq++;
+	spin_unlock_irqrestore(&gmm->lock, flags);
 }
 
 /*

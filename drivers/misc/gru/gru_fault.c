@@ -525,27 +525,23 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 	for_each_set_bit(slot, &pending, gdev->nctx) {
 		int round = 0, stuck = 0;
 		u64 va, last_va = ~0ULL;
-		bool rechecked = false;
 
 		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
 			bool defer = stuck >= GRU_IRQ_REPEAT ||
 				     ++round >= GRU_IRQ_MAX_ROUNDS;
 
 			/*
-			 * Our snapshot of the bitmap may predate another
-			 * handler's answer: an ACKed or CALLOS-deferred miss
-			 * keeps its VALID record, and serving it again would
-			 * hand one miss to process context twice.
+			 * Whatever made us try may predate another handler's
+			 * answer: an ACKed or CALLOS-deferred miss keeps its
+			 * VALID record, and serving it again would hand one
+			 * miss to process context twice.  So serve only what
+			 * is pending now that we hold the claim.
 			 */
-			if (!rechecked &&
-			    !(gru_fault_pending(gdev) & BIT_ULL(slot))) {
-				clear_bit_unlock(slot, &gdev->claimed);
-				break;
+			if (gru_fault_pending(gdev) & BIT_ULL(slot)) {
+				va = gru_service_slot(gdev, slot, defer);
+				stuck = va == last_va ? stuck + 1 : 0;
+				last_va = va;
 			}
-			rechecked = true;
-			va = gru_service_slot(gdev, slot, defer);
-			stuck = va == last_va ? stuck + 1 : 0;
-			last_va = va;
 			clear_bit_unlock(slot, &gdev->claimed);
 			/* order the unlock before the re-read of the bit */
 			smp_mb__after_atomic();

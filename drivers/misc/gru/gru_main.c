@@ -225,6 +225,8 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	if (ret)
 		goto err_wq;
 	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
+	/* a previous driver instance may have left entries of any ASID */
+	gru_hw_invalidate(gdev, GRU_INV_ALL, 0, 0, 0);
 
 	if (gdev->index)
 		snprintf(gdev->misc_name, sizeof(gdev->misc_name), "gru%d",
