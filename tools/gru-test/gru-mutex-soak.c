@@ -28,7 +28,13 @@
  * exit: a device LOAD that disagrees with the CPU's load of the same word
  * is a "view mismatch", i.e. the device translated the lock page to
  * another frame.  At the end the counter must equal the initial value plus
- * the number of acquisitions.
+ * the number of acquisitions, and the lock must be free.  Before each
+ * acquisition the device owner also reads, through the device, one of the
+ * 15 pages after the lock page (unique, never-written first words) or, in
+ * the edge layout, one of the 15 before the counter page: a value that
+ * differs from the CPU's is a device entry pointing at the wrong frame.
+ * An epoch in which one kind of owner makes no progress for 20 s (a lock
+ * left held by a release that went elsewhere) counts as stuck.
  *
  * Churners, each switchable, run in the same process while the owners run:
  *   ksm      ksmd on with fast scanning; MADV_MERGEABLE on the whole lock
