@@ -67,10 +67,15 @@ uint64_t kpageflags(uint64_t pfn)
 
 void *map_aligned(size_t len, size_t align)
 {
+	return map_aligned_flags(len, align, 0);
+}
+
+void *map_aligned_flags(size_t len, size_t align, int flags)
+{
 	size_t full = len + align;
 	uintptr_t p, a;
 	void *m = mmap(NULL, full, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		       MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
 
 	if (m == MAP_FAILED)
 		return NULL;

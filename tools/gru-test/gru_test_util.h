@@ -37,6 +37,8 @@ int64_t kpagecount(uint64_t pfn);
 uint64_t kpageflags(uint64_t pfn);
 /* anonymous RW private mapping of @len aligned to @align (power of 2) */
 void *map_aligned(size_t len, size_t align);
+/* the same with extra mmap flags (MAP_NORESERVE for 1 GiB regions, ...) */
+void *map_aligned_flags(size_t len, size_t align, int flags);
 /* read a small sysfs/proc file as an unsigned number; -1 on error */
 long long read_num(const char *path);
 /* write a string to a sysfs/proc file; 0 or -errno */

@@ -463,20 +463,7 @@ static void nap_us(unsigned int us)
 /* @len bytes aligned to @align, of anonymous memory, never reserved. */
 static void *map_region(unsigned long len, unsigned long align)
 {
-	unsigned long full = len + align;
-	uintptr_t p, a;
-	void *m = mmap(NULL, full, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (m == MAP_FAILED)
-		return NULL;
-	p = (uintptr_t)m;
-	a = (p + align - 1) & ~(uintptr_t)(align - 1);
-	if (a > p)
-		munmap(m, a - p);
-	if (a + len < p + full)
-		munmap((void *)(a + len), p + full - a - len);
-	return (void *)a;
+	return map_aligned_flags(len, align, MAP_NORESERVE);
 }
 
 static void fill(uintptr_t va, unsigned long len)
