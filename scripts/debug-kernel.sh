@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the debug guest kernel (lockdep, KASAN, DEBUG_ATOMIC_SLEEP,
-# DEBUG_VM) from Debian's linux-source-6.12, once, outside the repo.
+# DEBUG_VM, kmemleak, PCIe hot-plug, userfaultfd) from Debian's linux-source-6.12, once, outside the repo.
 #
 #   scripts/debug-kernel.sh        (or: scripts/guest-kernel.sh debug,
 #                                   make check KERNEL=debug)
@@ -34,7 +34,8 @@ if [ ! -e "$d/.built" ]; then
 	"$src/scripts/kconfig/merge_config.sh" -m -O "$d/build" \
 		"$d/build/.config" "$frag" >/dev/null
 	make -s -C "$src" O="$d/build" olddefconfig >/dev/null
-	for opt in PROVE_LOCKING KASAN DEBUG_ATOMIC_SLEEP MMU_GATHER_RCU_TABLE_FREE; do
+	for opt in PROVE_LOCKING KASAN DEBUG_ATOMIC_SLEEP MMU_GATHER_RCU_TABLE_FREE DEBUG_KMEMLEAK \
+		   USERFAULTFD HOTPLUG_PCI_PCIE; do
 		grep -q "^CONFIG_$opt=y" "$d/build/.config" || {
 			log "CONFIG_$opt did not survive olddefconfig; check $frag"; exit 1; }
 	done
