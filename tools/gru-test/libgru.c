@@ -362,6 +362,8 @@ int gru_err_to_errno(uint64_t err)
 		return -ENOMEM;
 	case GRU_ERR_BUSY:
 		return -EBUSY;
+	case GRU_ERR_PREEMPTED:
+		return -EAGAIN;
 	default:
 		return -EPROTO;
 	}
@@ -383,6 +385,7 @@ static const char *const err_names[] = {
 	[GRU_ERR_DMA] = "DMA",
 	[GRU_ERR_BAD_DOORBELL] = "BAD_DOORBELL",
 	[GRU_ERR_FAULT] = "FAULT",
+	[GRU_ERR_PREEMPTED] = "PREEMPTED",
 };
 
 const char *gru_err_name(uint64_t err)

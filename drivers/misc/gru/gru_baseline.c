@@ -16,6 +16,7 @@
 #include <linux/hmm.h>
 #include <linux/sched/mm.h>
 #include <linux/xarray.h>
+#include <linux/userfaultfd_k.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
@@ -23,7 +24,7 @@
 
 /* Drop in one 4 KiB entry under gmm->lock (held); returns GRU_DI_*. */
 static u64 gru_baseline_dropin(struct gru_ctx *ctx, u64 va, u64 pa, u64 attr,
-			       u64 gen, int path)
+			       u64 gen, u64 epoch, int path)
 {
 	struct gru_dev *gdev = ctx->gdev;
 	struct gru_mm *gmm = ctx->gmm;
@@ -31,7 +32,8 @@ static u64 gru_baseline_dropin(struct gru_ctx *ctx, u64 va, u64 pa, u64 attr,
 
 	lockdep_assert_held(&gmm->lock);
 	spin_lock(&gdev->hw_lock);
-	if (!gdev->gone && gru_asid_current(gdev, gmm)) {
+	if (!gru_hw_off(gdev) && gdev->hw_epoch == epoch &&
+	    gru_asid_current(gdev, gmm)) {
 		res = gru_hw_dropin_locked(gdev, gmm->asid, va, pa, attr, gen);
 		trace_gru_dropin(gmm->asid, va, pa, attr, gen, res, path);
 	}
@@ -84,7 +86,7 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 	struct page *page, *old;
 	unsigned long flags, seq;
 	int locked, tries;
-	u64 gen, res;
+	u64 gen, epoch, res;
 	long n;
 	u32 err = GRU_ERR_FAULT;
 
@@ -109,7 +111,11 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 		}
 		spin_unlock_irqrestore(&gmm->lock, flags);
 
-		gen = gru_hw_inv_gen(ctx->gdev);
+		if (!gru_hw_inv_gen(ctx->gdev, &gen, &epoch)) {
+			/* removed, or reset: what runs is aborted anyway */
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
 		mmap_read_lock(mm);
 		locked = 1;
 		vma = vma_lookup(mm, va);
@@ -153,7 +159,7 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 		res = gru_baseline_dropin(ctx, va & PAGE_MASK, page_to_phys(page),
 					  GRU_ATTR_SIZE_4K | GRU_ATTR_READ |
 					  (write ? GRU_ATTR_WRITE : 0),
-					  gen, GRU_PATH_WORKER);
+					  gen, epoch, GRU_PATH_WORKER);
 		if (res != GRU_DI_INSTALLED &&
 		    xa_cmpxchg(&gmm->pins, idx, page, NULL, 0) == page) {
 			spin_unlock_irqrestore(&gmm->lock, flags);
@@ -285,8 +291,9 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 	};
 	struct vm_area_struct *vma;
 	int ret, tries;
-	u64 gen, res, attr;
+	u64 gen, epoch, res, attr;
 	u32 err = GRU_ERR_FAULT;
+	bool unlocked;
 
 	if (!test_bit(0, &ctx->mni_on))
 		return GRU_ERR_FAULT;
@@ -298,7 +305,10 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			break;
 		}
 		range.notifier_seq = mmu_interval_read_begin(&ctx->mni);
-		gen = gru_hw_inv_gen(ctx->gdev);
+		if (!gru_hw_inv_gen(ctx->gdev, &gen, &epoch)) {
+			err = GRU_ERR_ABORTED;
+			break;
+		}
 		mmap_read_lock(mm);
 		vma = vma_lookup(mm, va);
 		err = gru_vma_error(vma, write);
@@ -307,6 +317,23 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			break;
 		}
 		ret = hmm_range_fault(&range);
+		if (ret == -EFAULT && userfaultfd_armed(vma)) {
+			/*
+			 * hmm_range_fault() faults without FAULT_FLAG_ALLOW_RETRY,
+			 * so a userfaultfd range fails at once where the other
+			 * fill modes wait for its handler.  Wait the same way,
+			 * then look again.
+			 */
+			unlocked = false;
+			ret = fixup_user_fault(mm, va, FAULT_FLAG_REMOTE |
+					       (write ? FAULT_FLAG_WRITE : 0),
+					       &unlocked);
+			mmap_read_unlock(mm);
+			if (!ret)
+				continue;
+			err = gru_gup_error(ret);
+			break;
+		}
 		mmap_read_unlock(mm);
 		if (ret == -EBUSY)
 			continue;
@@ -328,7 +355,7 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 		}
 		res = gru_baseline_dropin(ctx, va & PAGE_MASK,
 					  page_to_phys(hmm_pfn_to_page(pfn)),
-					  attr, gen, GRU_PATH_WORKER);
+					  attr, gen, epoch, GRU_PATH_WORKER);
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		if (res == GRU_DI_INSTALLED) {
 			GRU_CSTAT(ctx, FILL_HMM);

@@ -147,6 +147,53 @@ static u16 gru_asid_get(struct gru_dev *gdev, struct gru_mm *gmm)
 	return gmm->asid;
 }
 
+/**
+ * gru_ctx_end_stall() - the context's stall is answered or abandoned
+ * @ctx: the context; ctx_mutex held
+ *
+ * Any answer still being computed for it (a worker, a GRU_IOC_CALL_OS)
+ * will find the stall number moved on and drop its result.
+ */
+void gru_ctx_end_stall(struct gru_ctx *ctx)
+{
+	struct gru_mm *gmm = ctx->gmm;
+	unsigned long flags;
+
+	lockdep_assert_held(&ctx->gdev->ctx_mutex);
+	spin_lock_irqsave(&gmm->lock, flags);
+	ctx->stall_seq++;
+	ctx->stalled = false;
+	WRITE_ONCE(ctx->callos_pending, false);
+	spin_unlock_irqrestore(&gmm->lock, flags);
+}
+
+/**
+ * gru_ctx_stall_current() - may an answer computed for stall @seq land?
+ * @ctx: the context; ctx_mutex held
+ * @seq: gru_ctx.stall_seq when the answer started
+ *
+ * Only the fault interrupt opens a stall, and only on a stalled slot's
+ * answer, a steal, an abort or an unload (all under ctx_mutex) can the
+ * next one open, so under ctx_mutex a matching number means the slot
+ * still waits for exactly this answer.
+ *
+ * Return: true if the context is loaded and still in stall @seq.
+ */
+bool gru_ctx_stall_current(struct gru_ctx *ctx, u64 seq)
+{
+	struct gru_mm *gmm = ctx->gmm;
+	unsigned long flags;
+	bool cur;
+
+	lockdep_assert_held(&ctx->gdev->ctx_mutex);
+	if (ctx->slot < 0 || gru_hw_off(ctx->gdev))
+		return false;
+	spin_lock_irqsave(&gmm->lock, flags);
+	cur = ctx->stalled && ctx->stall_seq == seq;
+	spin_unlock_irqrestore(&gmm->lock, flags);
+	return cur;
+}
+
 /* Stop user space from touching the window: its next access faults. */
 static void gru_ctx_zap(struct gru_ctx *ctx)
 {
@@ -218,8 +265,32 @@ static bool gru_slot_idle(struct gru_dev *gdev, int slot)
 	return !test_bit(slot, &gdev->claimed);
 }
 
+/*
+ * A context whose instruction has waited on the OS for longer than
+ * GRU_STALL_PREEMPT_MS: its user does not call GRU_IOC_CALL_OS, or the
+ * worker sleeps in a fault nobody completes.  No fault handler holds the
+ * slot (the stall began after its claim), and the device does nothing for
+ * a stalled slot until it is answered.
+ */
+static bool gru_slot_stalled_long(struct gru_dev *gdev, int slot)
+{
+	struct gru_ctx *c = gdev->slots[slot];
+	unsigned long flags;
+	bool stalled;
+
+	if (test_bit(slot, &gdev->claimed))
+		return false;
+	spin_lock_irqsave(&c->gmm->lock, flags);
+	stalled = c->stalled &&
+		  time_after(jiffies, c->stall_start +
+			     msecs_to_jiffies(GRU_STALL_PREEMPT_MS));
+	spin_unlock_irqrestore(&c->gmm->lock, flags);
+	return stalled;
+}
+
 static int gru_find_slot(struct gru_dev *gdev)
 {
+	struct gru_ctx *victim;
 	int i, n;
 
 	for (i = 0; i < gdev->nctx; i++)
@@ -227,8 +298,6 @@ static int gru_find_slot(struct gru_dev *gdev)
 			return i;
 
 	for (n = 0; n < gdev->nctx; n++) {
-		struct gru_ctx *victim;
-
 		i = gdev->steal_hand;
 		gdev->steal_hand = (gdev->steal_hand + 1) % gdev->nctx;
 		victim = gdev->slots[i];
@@ -242,6 +311,29 @@ static int gru_find_slot(struct gru_dev *gdev)
 			continue;
 		gru_ctx_unload(victim, true);
 		GRU_CSTAT(victim, STEALS);
+		GRU_DSTAT(gdev, STEALS);
+		return i;
+	}
+
+	/*
+	 * Every slot runs or waits.  Running instructions end by themselves
+	 * (the device bounds their length), but a stall lasts as long as its
+	 * user or a fault wants: past GRU_STALL_PREEMPT_MS it gives way, and
+	 * its instruction fails with GRU_ERR_PREEMPTED, which the user can
+	 * reissue.  Its window was zapped above, so no new doorbell races.
+	 */
+	for (n = 0; n < gdev->nctx; n++) {
+		i = gdev->steal_hand;
+		gdev->steal_hand = (gdev->steal_hand + 1) % gdev->nctx;
+		victim = gdev->slots[i];
+		if (!gru_slot_stalled_long(gdev, i))
+			continue;
+		gru_ctx_end_stall(victim);
+		gru_ctx_cmd(gdev, i, GRU_CMD_FAIL, GRU_ERR_PREEMPTED);
+		gru_ctx_unload(victim, true);
+		GRU_CSTAT(victim, PREEMPTED);
+		GRU_CSTAT(victim, STEALS);
+		GRU_DSTAT(gdev, PREEMPTS);
 		GRU_DSTAT(gdev, STEALS);
 		return i;
 	}
@@ -262,7 +354,7 @@ int gru_ctx_load(struct gru_ctx *ctx)
 	int slot, i;
 
 	lockdep_assert_held(&gdev->ctx_mutex);
-	if (gdev->gone)
+	if (gru_hw_off(gdev))
 		return -ENODEV;
 	if (ctx->slot >= 0)
 		return 0;
@@ -300,6 +392,7 @@ void gru_ctx_abort(struct gru_ctx *ctx)
 	struct gru_dev *gdev = ctx->gdev;
 
 	lockdep_assert_held(&gdev->ctx_mutex);
+	gru_ctx_end_stall(ctx);
 	if (ctx->slot >= 0 && !gdev->gone) {
 		gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_ABORT, 0);
 	} else if (ctx->saved.status == GRU_ST_BUSY ||

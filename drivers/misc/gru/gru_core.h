@@ -17,6 +17,13 @@
  * must not hold ctx_mutex while doing so (the window fault handler nests
  * ctx_mutex inside mmap_lock).
  *
+ * BAR access: under ctx_mutex, or under hw_lock, and only if the device is
+ * neither gone (removed) nor resetting; both flags are written under
+ * ctx_mutex and hw_lock, and a reset holds ctx_mutex from reset_prepare to
+ * reset_done.  The fault handlers need neither: remove and reset_prepare
+ * synchronize them after clearing the slots, and no MSI is sent while the
+ * device is reset (bus mastering is off) or after remove (vectors freed).
+ *
  * Who may touch what in hard-IRQ context (gru_fault_irq, gru_misc_irq):
  *   - gru_dev.slots[] read with READ_ONCE; a slot's context cannot be freed
  *     or reassigned while its handler runs because every unload clears the
@@ -38,8 +45,13 @@
  *   gru_mm_tlb: 6.6+ only, the secondary-TLB subscription of a gru_mm;
  *            each context takes and drops a reference on it together with
  *            its gru_mm reference, dropping this one first.
- *   gru_ctx: one per open() of /dev/gru, freed at file release (the window
- *            VMA holds a file reference, so release runs after munmap).
+ *   gru_ctx: one per open() of /dev/gru; kref: the file holds one, and a
+ *            queued or running fault work item holds one.  Release does
+ *            not wait for the worker, which may be stuck in a fault that
+ *            never completes (a userfaultfd nobody answers); the last put
+ *            frees it, and with it its gru_mm, mm, gru_dev and module
+ *            references.  Module exit flushes gru_wq, so a work item that
+ *            dropped the last module reference still returns safely.
  */
 #ifndef _GRU_CORE_H
 #define _GRU_CORE_H
@@ -64,12 +76,19 @@
 #define GRU_IRQ_RETRIES		4	/* fast-path walks before deferring */
 #define GRU_IRQ_REPEAT		8	/* repeats of one miss served per IRQ */
 #define GRU_IRQ_MAX_ROUNDS	256	/* misses of one slot served per IRQ */
+#define GRU_IRQ_BUDGET		64	/* walks per interrupt, all slots */
 #define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
 #define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
 #define GRU_WRAP_DELAY_MAX_US	100000	/* asid_wrap_delay_us: sleeps per wrap */
 #define GRU_WRAP_SPIN_MAX_US	2000	/* ... and its busy-wait under hw_lock */
+/*
+ * A context stalled on the OS (call-OS, or a miss the worker has not
+ * answered) for this long may lose its slot to a context that needs one:
+ * its instruction fails with GRU_ERR_PREEMPTED.
+ */
+#define GRU_STALL_PREEMPT_MS	100
 /*
  * An ASID never handed to an mm: loaded slots hold it between an ASID
  * wrap's flush and their reassignment.  It has no entries, so a slot
@@ -98,6 +117,7 @@ enum gru_cstat {
 	GRU_CS_DEFER_CPUMASK,
 	GRU_CS_DEFER_WALK,
 	GRU_CS_DEFER_RACE,
+	GRU_CS_PREEMPTED,
 	GRU_CS_NR,
 };
 
@@ -127,6 +147,9 @@ enum gru_dstat {
 	GRU_DS_ASID_WRAPS,
 	GRU_DS_SPURIOUS,
 	GRU_DS_PINS_LIVE,	/* GRU_FILL_PINNED pages pinned now */
+	GRU_DS_PREEMPTS,	/* stalled contexts failed to free a slot */
+	GRU_DS_RESETS,		/* function resets survived */
+	GRU_DS_IRQ_BUDGET,	/* interrupts that used up GRU_IRQ_BUDGET */
 	GRU_DS_NR,
 };
 
@@ -148,6 +171,8 @@ struct gru_dev {
 	bool fast_path;			/* IRQ walk on (never on PREEMPT_RT) */
 	bool walk_any_cpu;		/* page tables are RCU-freed */
 	bool gone;			/* PCI remove ran */
+	bool resetting;			/* between reset_prepare and reset_done */
+	u64 hw_epoch;			/* device resets; hw_lock */
 
 	struct kref ref;
 	struct mmu_notifier_ops mn_ops;
@@ -170,7 +195,6 @@ struct gru_dev {
 
 	wait_queue_head_t done_wq;	/* GRU_IOC_WAIT sleepers */
 	atomic_t done_events;		/* completion IRQs, for their wake-up */
-	struct workqueue_struct *wq;
 	struct dentry *dbg;
 
 	atomic64_t stat[GRU_DS_NR];
@@ -234,9 +258,18 @@ struct gru_ctx {
 	unsigned int id;
 	struct gru_ctx_opts opts;
 	struct gru_saved saved;
+	struct kref ref;
 	struct work_struct work;
-	u64 pend_va;			/* the miss handed to worker/call-OS */
+	/*
+	 * The miss handed to the worker or to call-OS (gru_mm.lock).  A stall
+	 * ends with RESUME or FAIL; stall_seq moves on with every new stall
+	 * and every abort, so a late answer never lands on a newer stall.
+	 */
+	u64 pend_va;
 	u64 pend_info;
+	u64 stall_seq;
+	unsigned long stall_start;	/* jiffies */
+	bool stalled;
 	bool callos_pending;
 	u64 last_service_ns;
 	struct mmu_interval_notifier mni;	/* GRU_FILL_HMM */
@@ -250,9 +283,26 @@ static inline struct gru_dev *gru_mm_dev(struct gru_mm *gmm)
 	return container_of(gmm->mn.ops, struct gru_dev, mn_ops);
 }
 
+/* The BAR must not be touched: hw_lock or ctx_mutex held. */
+static inline bool gru_hw_off(struct gru_dev *gdev)
+{
+	return gdev->gone || gdev->resetting;
+}
+
 #define GRU_DSTAT(g, s)		atomic64_inc(&(g)->stat[GRU_DS_##s])
 #define GRU_CSTAT(c, s)		atomic64_inc(&(c)->stat[GRU_CS_##s])
 
+extern struct workqueue_struct *gru_wq;
+/* Objects alive module-wide, for the leak checks of the tests (debugfs). */
+enum gru_live {
+	GRU_LIVE_DEVS,
+	GRU_LIVE_CTXS,
+	GRU_LIVE_MMS,
+	GRU_LIVE_WORKS,		/* fault work items queued or running */
+	GRU_LIVE_NR,
+};
+
+extern atomic_t gru_live[GRU_LIVE_NR];
 extern bool gru_no_seq_check;
 extern bool gru_no_post_inval;
 extern unsigned int gru_asid_wrap_delay_us;
@@ -263,6 +313,7 @@ void gru_sync_fault_irqs(struct gru_dev *gdev);
 
 /* gru_file.c */
 extern const struct file_operations gru_fops;
+void gru_ctx_put(struct gru_ctx *ctx);
 
 /* gru_fault.c */
 irqreturn_t gru_fault_irq(int irq, void *data);
@@ -290,6 +341,8 @@ int gru_ctx_load(struct gru_ctx *ctx);
 void gru_ctx_unload(struct gru_ctx *ctx, bool save);
 void gru_ctx_abort(struct gru_ctx *ctx);
 u64 gru_ctx_status(struct gru_ctx *ctx);
+void gru_ctx_end_stall(struct gru_ctx *ctx);
+bool gru_ctx_stall_current(struct gru_ctx *ctx, u64 seq);
 bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm);
 void gru_asid_settle(struct gru_ctx *ctx);
 

@@ -4,6 +4,9 @@
  *   stats     driver counters and the device's own (BAR0 stats block)
  *   hist      miss service time (device clock), log2(ns) buckets
  *   contexts  one line per open context with its counters
+ * /sys/kernel/debug/gru/live
+ *   objects alive in the whole module: devices, contexts (also those only
+ *   a fault work item still holds), gru_mms, work items
  */
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
@@ -37,6 +40,9 @@ static const char * const gru_dstat_names[GRU_DS_NR] = {
 	[GRU_DS_ASID_WRAPS]	= "asid_wraps",
 	[GRU_DS_SPURIOUS]	= "spurious",
 	[GRU_DS_PINS_LIVE]	= "pins_live",
+	[GRU_DS_PREEMPTS]	= "preempts",
+	[GRU_DS_RESETS]		= "resets",
+	[GRU_DS_IRQ_BUDGET]	= "irq_budget",
 };
 
 static const char * const gru_cstat_names[GRU_CS_NR] = {
@@ -57,6 +63,7 @@ static const char * const gru_cstat_names[GRU_CS_NR] = {
 	[GRU_CS_DEFER_CPUMASK]	= "defer_cpumask",
 	[GRU_CS_DEFER_WALK]	= "defer_walk",
 	[GRU_CS_DEFER_RACE]	= "defer_race",
+	[GRU_CS_PREEMPTED]	= "preempted",
 };
 
 static const struct {
@@ -93,7 +100,7 @@ static int gru_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "%-20s %u\n", "fast_path", gdev->fast_path);
 	seq_printf(m, "%-20s %u\n", "walk_any_cpu", gdev->walk_any_cpu);
 	mutex_lock(&gdev->ctx_mutex);
-	if (!gdev->gone) {
+	if (!gru_hw_off(gdev)) {
 		for (i = 0; i < ARRAY_SIZE(gru_hw_stats); i++)
 			seq_printf(m, "%-20s %llu\n", gru_hw_stats[i].name,
 				   gru_rd(gdev, gru_hw_stats[i].reg));
@@ -167,12 +174,29 @@ void gru_debugfs_remove_dev(struct gru_dev *gdev)
 	gdev->dbg = NULL;
 }
 
+static int gru_live_show(struct seq_file *m, void *v)
+{
+	static const char * const names[GRU_LIVE_NR] = {
+		[GRU_LIVE_DEVS] = "devices",
+		[GRU_LIVE_CTXS] = "contexts",
+		[GRU_LIVE_MMS] = "mms",
+		[GRU_LIVE_WORKS] = "works",
+	};
+	int i;
+
+	for (i = 0; i < GRU_LIVE_NR; i++)
+		seq_printf(m, "%-10s %d\n", names[i], atomic_read(&gru_live[i]));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(gru_live);
+
 /**
  * gru_debugfs_init() - create /sys/kernel/debug/gru
  */
 void gru_debugfs_init(void)
 {
 	gru_dbg_root = debugfs_create_dir("gru", NULL);
+	debugfs_create_file("live", 0444, gru_dbg_root, NULL, &gru_live_fops);
 }
 
 /**

@@ -195,6 +195,7 @@ static bool gru_walk_safe(struct gru_dev *gdev, struct mm_struct *mm)
 struct gru_fill {
 	unsigned long seq;	/* gru_mm.seq before the walk */
 	u64 gen;		/* INV_GEN before the walk */
+	u64 epoch;		/* gru_dev.hw_epoch with it */
 	int n;			/* translations found */
 	struct gru_xlate x[GRU_BATCH_MAX];
 };
@@ -241,7 +242,8 @@ static enum gru_fill_result gru_fill_walk(struct gru_ctx *ctx, u64 va,
 	spin_unlock_irqrestore(&gmm->lock, flags);
 
 	/* generation first: anything invalidated after this is newer */
-	f->gen = gru_hw_inv_gen(gdev);
+	if (!gru_hw_inv_gen(gdev, &f->gen, &f->epoch))
+		return GRU_FILL_DEAD;	/* removed, or reset (which aborts) */
 	if (vma)
 		local_irq_save(flags);
 	f->n = gru_walk(ctx->mm, va, write, f->x, nmax, end, &refused);
@@ -281,8 +283,13 @@ static enum gru_fill_result gru_fill_commit(struct gru_ctx *ctx, int path,
 		return GRU_FILL_RACE;
 	}
 	spin_lock(&gdev->hw_lock);
-	if (gdev->gone) {
+	if (gru_hw_off(gdev)) {
 		ret = GRU_FILL_DEAD;
+		goto out;
+	}
+	/* INV_GEN restarts at a reset: the sample is meaningless now */
+	if (gdev->hw_epoch != f->epoch) {
+		ret = GRU_FILL_RACE;
 		goto out;
 	}
 	/* an ASID wrap (under hw_lock) may have retired gmm->asid */
@@ -402,8 +409,29 @@ static void gru_fail(struct gru_ctx *ctx, int slot, u32 err)
 }
 
 /*
+ * Hard IRQ: a miss goes to process context.  The record is taken under
+ * gru_mm.lock so that the worker and GRU_IOC_CALL_OS read one stall's
+ * address, kind and number together.
+ */
+static void gru_ctx_begin_stall(struct gru_ctx *ctx,
+				const struct gru_fault_rec *rec)
+{
+	struct gru_mm *gmm = ctx->gmm;
+	unsigned long flags;
+
+	spin_lock_irqsave(&gmm->lock, flags);
+	ctx->pend_va = rec->va;
+	ctx->pend_info = rec->info;
+	ctx->stall_seq++;
+	ctx->stall_start = jiffies;
+	ctx->stalled = true;
+	spin_unlock_irqrestore(&gmm->lock, flags);
+}
+
+/*
  * Hard IRQ: answer the miss of one slot.  @defer skips the fast path (the
- * slot keeps missing: let process context sort it out).
+ * slot keeps missing, or the interrupt used up its budget: let process
+ * context sort it out).
  */
 static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 {
@@ -431,6 +459,14 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	GRU_DSTAT(gdev, FAULTS);
 	flags = READ_ONCE(ctx->opts.flags);
 	mode = READ_ONCE(ctx->opts.fill_mode);
+	/*
+	 * Deferred, a miss is only handed over: the slot then stays stalled
+	 * and cannot raise another one before process context answers,
+	 * which is what bounds the handler.  Process context makes the same
+	 * checks as below.
+	 */
+	if (defer)
+		goto hand_over;
 
 	if (flags & GRU_OPT_NULL_FILL) {
 		/* benchmark floor: the interrupt round trip, no walk */
@@ -449,8 +485,7 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		return rec.va;
 	}
 
-	if (GRU_HAVE_IRQ_WALK && gdev->fast_path && mode == GRU_FILL_IRQ &&
-	    !defer) {
+	if (GRU_HAVE_IRQ_WALK && gdev->fast_path && mode == GRU_FILL_IRQ) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
 			r = gru_try_fill_irq(ctx, rec.va, write, &extra);
 			switch (r) {
@@ -473,8 +508,8 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		gru_count_defer(ctx, r);
 	}
 
-	ctx->pend_va = rec.va;
-	ctx->pend_info = rec.info;
+hand_over:
+	gru_ctx_begin_stall(ctx, &rec);
 	if (flags & GRU_OPT_CALLOS) {
 		WRITE_ONCE(ctx->callos_pending, true);
 		gru_ctx_cmd(gdev, slot, GRU_CMD_CALLOS, GRU_ERR_NONE);
@@ -483,7 +518,12 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	} else {
 		/* stays stalled; the worker resumes it */
 		gru_ctx_cmd(gdev, slot, GRU_CMD_ACK, 0);
-		queue_work(gdev->wq, &ctx->work);
+		/* the file's reference outlives us: unload syncs this IRQ */
+		kref_get(&ctx->ref);
+		if (queue_work(gru_wq, &ctx->work))
+			atomic_inc(&gru_live[GRU_LIVE_WORKS]);
+		else
+			gru_ctx_put(ctx);
 		GRU_DSTAT(gdev, DEFER_WORKER);
 	}
 	return rec.va;
@@ -501,16 +541,20 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
  * served by one of the two, never by neither.  A slot that keeps missing is
  * handed to process context once the same miss comes back GRU_IRQ_REPEAT
  * times in a row (no progress), or after GRU_IRQ_MAX_ROUNDS misses of any
- * kind, which bounds the time spent here.  A copy that keeps moving on to
- * new pages is progress and stays on the fast path.
+ * kind.  A copy that keeps moving on to new pages is progress and stays on
+ * the fast path.  The whole interrupt walks at most GRU_IRQ_BUDGET times;
+ * past that every miss goes to process context without a walk, and a slot
+ * handed over stays stalled until it is answered, so it cannot come back:
+ * one interrupt costs at most GRU_IRQ_BUDGET walks plus a few MMIO
+ * accesses per slot.
  *
  * Return: IRQ_HANDLED.
  */
 irqreturn_t gru_fault_irq(int irq, void *data)
 {
 	struct gru_dev *gdev = data;
+	int slot, budget = GRU_IRQ_BUDGET;
 	unsigned long pending;
-	int slot;
 
 	/*
 	 * Nothing pending is normal: the recheck below may already have
@@ -528,7 +572,11 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 
 		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
 			bool defer = stuck >= GRU_IRQ_REPEAT ||
-				     ++round >= GRU_IRQ_MAX_ROUNDS;
+				     ++round >= GRU_IRQ_MAX_ROUNDS ||
+				     budget <= 0;
+
+			if (!defer && --budget == 0)
+				GRU_DSTAT(gdev, IRQ_BUDGET);
 
 			/*
 			 * Whatever made us try may predate another handler's
@@ -763,14 +811,27 @@ void gru_fault_work(struct work_struct *work)
 {
 	struct gru_ctx *ctx = container_of(work, struct gru_ctx, work);
 	struct gru_dev *gdev = ctx->gdev;
-	bool write = ctx->pend_info & GRU_FAULT_WRITE;
+	unsigned long flags;
+	bool write;
+	u64 va, seq;
 	u32 err;
 
-	err = gru_resolve(ctx, ctx->pend_va, write, GRU_PATH_WORKER);
+	spin_lock_irqsave(&ctx->gmm->lock, flags);
+	va = ctx->pend_va;
+	write = ctx->pend_info & GRU_FAULT_WRITE;
+	seq = ctx->stall_seq;
+	spin_unlock_irqrestore(&ctx->gmm->lock, flags);
 
-	/* the slot is stable: a stalled context is never stolen */
+	/*
+	 * May sleep for as long as the fault takes, a userfaultfd handler
+	 * that never answers included: release, remove and reset do not
+	 * wait for us, they end the stall, and we answer nobody then.
+	 */
+	err = gru_resolve(ctx, va, write, GRU_PATH_WORKER);
+
 	mutex_lock(&gdev->ctx_mutex);
-	if (ctx->slot >= 0 && !gdev->gone) {
+	if (gru_ctx_stall_current(ctx, seq)) {
+		gru_ctx_end_stall(ctx);
 		if (err == GRU_ERR_NONE) {
 			gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_RESUME, 0);
 			gru_account_service(ctx, ctx->slot);
@@ -779,4 +840,6 @@ void gru_fault_work(struct work_struct *work)
 		}
 	}
 	mutex_unlock(&gdev->ctx_mutex);
+	atomic_dec(&gru_live[GRU_LIVE_WORKS]);
+	gru_ctx_put(ctx);
 }

@@ -11,6 +11,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/jiffies.h>
+#include <linux/module.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
@@ -34,8 +35,10 @@ static vm_fault_t gru_vm_fault(struct vm_fault *vmf)
 	err = gru_ctx_load(ctx);
 	if (err == -EBUSY) {
 		/*
-		 * Every slot runs an instruction.  Retry the access later
-		 * rather than fail it: slots free up without our help.
+		 * Every slot runs an instruction, or has waited on the OS for
+		 * less than GRU_STALL_PREEMPT_MS.  Slots free up without our
+		 * help: retry the access later rather than fail it.  Going
+		 * back to user space between tries keeps the wait killable.
 		 */
 		mutex_unlock(&gdev->ctx_mutex);
 		schedule_timeout_killable(1);
@@ -92,6 +95,10 @@ static int gru_mmap(struct file *file, struct vm_area_struct *vma)
 		return -EPERM;
 
 	mutex_lock(&gdev->ctx_mutex);
+	if (gdev->gone) {
+		mutex_unlock(&gdev->ctx_mutex);
+		return -ENODEV;
+	}
 	if (ctx->mapped) {
 		mutex_unlock(&gdev->ctx_mutex);
 		return -EBUSY;
@@ -123,6 +130,7 @@ static int gru_open(struct inode *inode, struct file *file)
 	ctx->gdev = gdev;
 	ctx->slot = -1;
 	ctx->mm = current->mm;
+	kref_init(&ctx->ref);
 	INIT_WORK(&ctx->work, gru_fault_work);
 	address_space_init_once(&ctx->mapping);
 	ctx->mapping.host = inode;
@@ -142,6 +150,9 @@ static int gru_open(struct inode *inode, struct file *file)
 	}
 	kref_get(&gdev->ref);
 	mmgrab(ctx->mm);
+	/* a fault work item may outlive the file: it holds the module too */
+	__module_get(THIS_MODULE);
+	atomic_inc(&gru_live[GRU_LIVE_CTXS]);
 	ctx->id = gdev->next_id++;
 	list_add_tail(&ctx->mm_node, &gmm->ctxs);
 	list_add_tail(&ctx->dev_node, &gdev->ctxs);
@@ -157,6 +168,30 @@ err_put:
 err_free:
 	kfree(ctx);
 	return ret;
+}
+
+static void gru_ctx_free(struct kref *ref)
+{
+	struct gru_ctx *ctx = container_of(ref, struct gru_ctx, ref);
+	struct gru_dev *gdev = ctx->gdev;
+
+	gru_hmm_disable(ctx);
+	gru_mm_put(ctx->gmm);
+	mmdrop(ctx->mm);
+	kfree(ctx);
+	atomic_dec(&gru_live[GRU_LIVE_CTXS]);
+	gru_dev_put(gdev);
+	/* a work item returning after this is waited for by module exit */
+	module_put(THIS_MODULE);
+}
+
+/**
+ * gru_ctx_put() - drop a reference on a context
+ * @ctx: the context; freed with the last reference (may sleep then)
+ */
+void gru_ctx_put(struct gru_ctx *ctx)
+{
+	kref_put(&ctx->ref, gru_ctx_free);
 }
 
 static int gru_release(struct inode *inode, struct file *file)
@@ -188,12 +223,17 @@ static int gru_release(struct inode *inode, struct file *file)
 		gru_hw_invalidate(gdev, GRU_INV_ASID, asid, 0, 0);
 		GRU_DSTAT(gdev, INV_ASID);
 	}
-	cancel_work_sync(&ctx->work);
-	gru_hmm_disable(ctx);
-	gru_mm_put(gmm);
-	mmdrop(ctx->mm);
-	kfree(ctx);
-	gru_dev_put(gdev);
+	/*
+	 * A queued work item is dropped with its reference.  A running one
+	 * is not waited for: it may sleep in a fault that completes only
+	 * when this process has closed its other files (a userfaultfd), so
+	 * waiting here could hang exit.  It drops its reference when done.
+	 */
+	if (cancel_work(&ctx->work)) {
+		atomic_dec(&gru_live[GRU_LIVE_WORKS]);
+		gru_ctx_put(ctx);
+	}
+	gru_ctx_put(ctx);
 	return 0;
 }
 
@@ -271,26 +311,38 @@ static int gru_ioc_call_os(struct gru_ctx *ctx, void __user *arg)
 {
 	struct gru_dev *gdev = ctx->gdev;
 	struct gru_call_os out = {};
+	unsigned long flags;
 	bool write;
-	u64 va;
+	u64 va, seq;
 	u32 err;
 
 	mutex_lock(&gdev->ctx_mutex);
+	if (gdev->gone) {
+		mutex_unlock(&gdev->ctx_mutex);
+		return -ENODEV;
+	}
 	if (ctx->slot < 0 || !READ_ONCE(ctx->callos_pending) ||
 	    gru_ctx_status(ctx) != GRU_ST_CALLOS) {
 		mutex_unlock(&gdev->ctx_mutex);
 		return -EINVAL;
 	}
+	spin_lock_irqsave(&ctx->gmm->lock, flags);
 	va = ctx->pend_va;
 	write = ctx->pend_info & GRU_FAULT_WRITE;
+	seq = ctx->stall_seq;
+	spin_unlock_irqrestore(&ctx->gmm->lock, flags);
 	mutex_unlock(&gdev->ctx_mutex);
 
 	err = gru_resolve(ctx, va, write, GRU_PATH_CALLOS);
 
 	mutex_lock(&gdev->ctx_mutex);
-	/* an abort (release, mm exit) may have ended it meanwhile */
-	if (ctx->slot >= 0 && gru_ctx_status(ctx) == GRU_ST_CALLOS) {
-		WRITE_ONCE(ctx->callos_pending, false);
+	/*
+	 * An abort, a preemption or another caller may have ended this stall
+	 * meanwhile, and the instruction may stall again at another address:
+	 * answer only the stall this result is for.
+	 */
+	if (gru_ctx_stall_current(ctx, seq)) {
+		gru_ctx_end_stall(ctx);
 		if (err == GRU_ERR_NONE) {
 			gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_RESUME, 0);
 		} else {
@@ -327,6 +379,7 @@ static int gru_ioc_stats(struct gru_ctx *ctx, void __user *arg)
 	GRU_GET(defer_cpumask, DEFER_CPUMASK);
 	GRU_GET(defer_walk, DEFER_WALK);
 	GRU_GET(defer_race, DEFER_RACE);
+	GRU_GET(preempted, PREEMPTED);
 #undef GRU_GET
 	st.invalidations = atomic64_read(&ctx->gmm->invalidations);
 	st.last_service_ns = READ_ONCE(ctx->last_service_ns);
@@ -359,7 +412,7 @@ static int gru_ioc_tlb_probe(struct gru_ctx *ctx, void __user *arg)
 	if (gru_asid_current(gdev, ctx->gmm))
 		asid = ctx->gmm->asid;
 	spin_unlock_irqrestore(&ctx->gmm->lock, flags);
-	if (asid && !gdev->gone) {
+	if (asid) {
 		res = gru_hw_probe(gdev, asid, p.va, &pa);
 		if (res & GRU_PROBE_HIT) {
 			attr = res >> GRU_PROBE_ATTR_SHIFT;
@@ -398,7 +451,11 @@ static int gru_ioc_wait(struct gru_ctx *ctx, void __user *arg)
 		 */
 		seen = atomic_read(&gdev->done_events);
 		mutex_lock(&gdev->ctx_mutex);
-		st = gdev->gone ? GRU_ST_ERROR : gru_ctx_status(ctx);
+		if (gdev->gone) {
+			mutex_unlock(&gdev->ctx_mutex);
+			return -ENODEV;
+		}
+		st = gru_ctx_status(ctx);
 		mutex_unlock(&gdev->ctx_mutex);
 		if (st != GRU_ST_BUSY || !w.timeout_ms)
 			break;
@@ -431,6 +488,9 @@ static long gru_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	 */
 	if (current->mm != ctx->mm)
 		return -EPERM;
+	/* unplugged: the file stays usable for close() and nothing else */
+	if (READ_ONCE(ctx->gdev->gone))
+		return -ENODEV;
 
 	switch (cmd) {
 	case GRU_IOC_INFO:

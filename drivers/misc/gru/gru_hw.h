@@ -79,14 +79,25 @@ static inline void __iomem *gru_win(struct gru_dev *g, int slot)
 /*
  * The generation a walk must carry: read it before the walk so that any
  * invalidation completing after this point is newer than the drop-in.
+ * With it, the reset epoch: a generation read before a device reset means
+ * nothing after it.  False if the device is gone or being reset, when
+ * the BAR must not be read (process context may get here at any time).
  */
-static inline u64 gru_hw_inv_gen(struct gru_dev *g)
+static inline bool gru_hw_inv_gen(struct gru_dev *g, u64 *gen, u64 *epoch)
 {
-	u64 gen = gru_rd(g, GRU_REG_INV_GEN);
+	unsigned long flags;
+	bool ok;
 
+	spin_lock_irqsave(&g->hw_lock, flags);
+	ok = !gru_hw_off(g);
+	if (ok) {
+		*gen = gru_rd(g, GRU_REG_INV_GEN);
+		*epoch = g->hw_epoch;
+	}
+	spin_unlock_irqrestore(&g->hw_lock, flags);
 	/* the walk's page-table loads must not pass the MMIO read */
 	rmb();
-	return gen;
+	return ok;
 }
 
 /* hw_lock held. Returns GRU_DI_*. */
@@ -110,7 +121,7 @@ static inline void gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
 	unsigned int n = 0;
 
 	lockdep_assert_held(&g->hw_lock);
-	if (g->gone)
+	if (gru_hw_off(g))
 		return;
 	gru_wr(g, GRU_REG_INV_ASID, asid);
 	gru_wr(g, GRU_REG_INV_START, start);
@@ -144,7 +155,7 @@ static inline int gru_hw_age(struct gru_dev *g, u32 cmd, u16 asid,
 	u64 res = 0;
 
 	spin_lock_irqsave(&g->hw_lock, flags);
-	if (!g->gone) {
+	if (!gru_hw_off(g)) {
 		gru_wr(g, GRU_REG_AGE_ASID, asid);
 		gru_wr(g, GRU_REG_AGE_START, start);
 		gru_wr(g, GRU_REG_AGE_END, end);
@@ -160,7 +171,12 @@ static inline u64 gru_hw_probe(struct gru_dev *g, u16 asid, u64 va, u64 *pa)
 	unsigned long flags;
 	u64 res;
 
+	*pa = 0;
 	spin_lock_irqsave(&g->hw_lock, flags);
+	if (gru_hw_off(g)) {
+		spin_unlock_irqrestore(&g->hw_lock, flags);
+		return 0;
+	}
 	gru_wr(g, GRU_REG_PROBE_ASID, asid);
 	gru_wr(g, GRU_REG_PROBE_VA, va);
 	gru_wr(g, GRU_REG_PROBE_CMD, 1);

@@ -39,11 +39,20 @@ MODULE_PARM_DESC(asid_wrap_delay_us,
 
 static DEFINE_IDA(gru_ida);
 
+/*
+ * The slow path of every device.  One queue for the module, not one per
+ * device: its work items may outlive their device (see gru_ctx in
+ * gru_core.h), and only module exit may wait for them.
+ */
+struct workqueue_struct *gru_wq;
+atomic_t gru_live[GRU_LIVE_NR];
+
 static void gru_dev_release(struct kref *ref)
 {
 	struct gru_dev *gdev = container_of(ref, struct gru_dev, ref);
 
 	kfree(gdev);
+	atomic_dec(&gru_live[GRU_LIVE_DEVS]);
 }
 
 /**
@@ -130,9 +139,76 @@ static int gru_setup_irqs(struct gru_dev *gdev)
 		}
 	}
 	gdev->nvec = nvec;
-	gru_program_cpuvec(gdev);
 	return 0;
 }
+
+/*
+ * Enable the device and program what its reset clears: the CPU -> vector
+ * table, and an empty TLB (a previous driver instance or a failed reset
+ * may have left entries of any ASID).
+ */
+static void gru_hw_start(struct gru_dev *gdev)
+{
+	gru_program_cpuvec(gdev);
+	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
+	gru_hw_invalidate(gdev, GRU_INV_ALL, 0, 0, 0);
+}
+
+/*
+ * Function reset (sysfs reset, FLR, a bus reset by the parent bridge):
+ * every instruction in flight fails with GRU_ERR_ABORTED, every context
+ * loses its slot and keeps its window state, and nothing touches the
+ * device until reset_done.  ctx_mutex is held from here to reset_done so
+ * that no context loads in between; the PCI core calls both under the
+ * device lock, from one task.
+ */
+static void gru_reset_prepare(struct pci_dev *pdev)
+{
+	struct gru_dev *gdev = pci_get_drvdata(pdev);
+	struct gru_ctx *ctx;
+	unsigned long flags;
+
+	mutex_lock(&gdev->ctx_mutex);
+	list_for_each_entry(ctx, &gdev->ctxs, dev_node) {
+		if (ctx->slot < 0)
+			continue;
+		gru_ctx_abort(ctx);
+		gru_ctx_unload(ctx, true);
+	}
+	spin_lock_irqsave(&gdev->hw_lock, flags);
+	gdev->resetting = true;
+	spin_unlock_irqrestore(&gdev->hw_lock, flags);
+	/* no handler may read the BAR from here on */
+	gru_sync_fault_irqs(gdev);
+	synchronize_irq(pci_irq_vector(pdev, GRU_VEC_MISC));
+}
+
+/*
+ * The reset zeroed INV_GEN, the vector table and the enable bit, and
+ * emptied the TLB.  A fill that sampled INV_GEN before it sees the epoch
+ * move on and walks again; ASIDs stay valid, as no entry survived.  The
+ * PCI core restored config space and MSI-X before calling us.
+ */
+static void gru_reset_done(struct pci_dev *pdev)
+{
+	struct gru_dev *gdev = pci_get_drvdata(pdev);
+	unsigned long flags;
+
+	spin_lock_irqsave(&gdev->hw_lock, flags);
+	gdev->resetting = false;
+	gdev->hw_epoch++;
+	spin_unlock_irqrestore(&gdev->hw_lock, flags);
+	gru_hw_start(gdev);
+	GRU_DSTAT(gdev, RESETS);
+	mutex_unlock(&gdev->ctx_mutex);
+	/* GRU_IOC_WAIT sleepers: their instructions were aborted */
+	wake_up_all(&gdev->done_wq);
+}
+
+static const struct pci_error_handlers gru_err_handlers = {
+	.reset_prepare	= gru_reset_prepare,
+	.reset_done	= gru_reset_done,
+};
 
 static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
@@ -146,6 +222,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return -ENOMEM;
 	gdev->pdev = pdev;
 	kref_init(&gdev->ref);
+	atomic_inc(&gru_live[GRU_LIVE_DEVS]);
 	spin_lock_init(&gdev->hw_lock);
 	mutex_init(&gdev->ctx_mutex);
 	INIT_LIST_HEAD(&gdev->ctxs);
@@ -214,19 +291,11 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	gdev->fast_path = GRU_HAVE_IRQ_WALK;
 	gdev->walk_any_cpu = gdev->fast_path && gru_tables_rcu_freed();
 
-	gdev->wq = alloc_workqueue("gru_fault/%s", WQ_UNBOUND | WQ_HIGHPRI, 0,
-				   pci_name(pdev));
-	if (!gdev->wq) {
-		ret = -ENOMEM;
-		goto err_unmap_win;
-	}
 	pci_set_master(pdev);
 	ret = gru_setup_irqs(gdev);
 	if (ret)
-		goto err_wq;
-	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
-	/* a previous driver instance may have left entries of any ASID */
-	gru_hw_invalidate(gdev, GRU_INV_ALL, 0, 0, 0);
+		goto err_master;
+	gru_hw_start(gdev);
 
 	if (gdev->index)
 		snprintf(gdev->misc_name, sizeof(gdev->misc_name), "gru%d",
@@ -258,9 +327,8 @@ err_irqs:
 	gru_free_irqs(gdev, gdev->nvec);
 	gdev->nvec = 0;
 	pci_free_irq_vectors(pdev);
-err_wq:
+err_master:
 	pci_clear_master(pdev);
-	destroy_workqueue(gdev->wq);
 err_unmap_win:
 	pci_iounmap(pdev, gdev->win);
 err_unmap:
@@ -309,8 +377,12 @@ static void gru_remove(struct pci_dev *pdev)
 	mutex_unlock(&gdev->ctx_mutex);
 	wake_up_all(&gdev->done_wq);
 
-	/* queued misses find no slot and do nothing */
-	destroy_workqueue(gdev->wq);
+	/*
+	 * Fault work items still queued or running (one may sleep in a
+	 * fault for as long as a userfaultfd handler wants) are not waited
+	 * for: they hold their context, which holds gdev, and under
+	 * ctx_mutex or hw_lock they find it gone and touch no register.
+	 */
 	pci_clear_master(pdev);
 	pci_iounmap(pdev, gdev->win);
 	pci_iounmap(pdev, gdev->regs);
@@ -330,22 +402,33 @@ static struct pci_driver gru_pci_driver = {
 	.id_table	= gru_pci_ids,
 	.probe		= gru_probe,
 	.remove		= gru_remove,
+	.err_handler	= &gru_err_handlers,
 };
 
 static int __init gru_init(void)
 {
 	int ret;
 
+	gru_wq = alloc_workqueue("gru_fault", WQ_UNBOUND | WQ_HIGHPRI, 0);
+	if (!gru_wq)
+		return -ENOMEM;
 	gru_debugfs_init();
 	ret = pci_register_driver(&gru_pci_driver);
-	if (ret)
+	if (ret) {
 		gru_debugfs_exit();
+		destroy_workqueue(gru_wq);
+	}
 	return ret;
 }
 
 static void __exit gru_exit(void)
 {
 	pci_unregister_driver(&gru_pci_driver);
+	/*
+	 * Every context is freed (each holds a module reference), but the
+	 * work item that freed the last one may still be returning.
+	 */
+	destroy_workqueue(gru_wq);
 	/* free_notifier callbacks still queued run module code */
 	mmu_notifier_synchronize();
 	gru_debugfs_exit();

@@ -240,6 +240,7 @@ static struct mmu_notifier *gru_mn_alloc(struct mm_struct *mm)
 	INIT_LIST_HEAD(&gmm->ctxs);
 	init_waitqueue_head(&gmm->inv_wq);
 	xa_init_flags(&gmm->pins, XA_FLAGS_LOCK_IRQ);
+	atomic_inc(&gru_live[GRU_LIVE_MMS]);
 	return &gmm->mn;
 }
 
@@ -257,6 +258,7 @@ static void gru_mn_free(struct mmu_notifier *mn)
 	if (gdev)
 		gru_dev_put(gdev);
 	kfree(gmm);
+	atomic_dec(&gru_live[GRU_LIVE_MMS]);
 }
 
 static const struct mmu_notifier_ops gru_mn_ops_template = {

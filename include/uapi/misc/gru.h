@@ -104,7 +104,9 @@ enum gru_error {
 	GRU_ERR_DMA		= 12,	/* translation points outside RAM */
 	GRU_ERR_BAD_DOORBELL	= 13,	/* unknown doorbell command */
 	GRU_ERR_FAULT		= 14,	/* driver could not resolve (OOM, ...) */
-	GRU_ERR_MAX		= GRU_ERR_FAULT,
+	GRU_ERR_PREEMPTED	= 15,	/* stalled on the OS while others waited
+					 * for a context: issue it again */
+	GRU_ERR_MAX		= GRU_ERR_PREEMPTED,
 };
 
 /* GRU_WIN_EXC_INFO bits */
@@ -181,7 +183,8 @@ struct gru_ctx_stats {
 	__u64 defer_cpumask;	/* IRQ CPU not in the mm's cpumask: no walk */
 	__u64 defer_walk;	/* no usable leaf (not present, COW, clean) */
 	__u64 defer_race;	/* invalidations kept racing the walk */
-	__u64 reserved[5];
+	__u64 preempted;	/* instructions failed with GRU_ERR_PREEMPTED */
+	__u64 reserved[4];
 };
 
 /* GRU_IOC_TLB_PROBE: look up this context's VA in the device TLB. */
