@@ -16,7 +16,9 @@
 #                       bringing up its secondary CPUs (seen with shift 0 and 4)
 #   --numa N            N NUMA nodes, memory and vCPUs split evenly
 #   --mem SIZE          guest RAM (default 2G)
-#   --devices N         number of -device gru-tlb (default 1; 0 for none)
+#   --devices N         number of -device gru-tlb (default 1; 0 for none),
+#                       device N with id gruN behind its own PCIe root port
+#                       rpN, so that QMP device_del gruN unplugs it
 #   --device-opts OPTS  extra properties for every device, "k=v,k=v"
 #   --hugepages         reserve 1 GiB and 2 MiB hugepages at boot
 #   --module PATH|none  driver to load (default drivers/misc/gru/gru_tlb.ko
@@ -37,7 +39,13 @@
 # are copied to DIR/guest-files/ on the host.
 #
 # Logs in DIR:  kernel.log (ttyS0: printk only), output.log (ttyS1: what the
-# commands printed), qemu.log (QEMU's own stderr), cmdline, ktap.txt.
+# commands printed), qemu.log (QEMU's own stderr), cmdline, ktap.txt,
+# qmp.log (the guest's QMP conversation).
+#
+# QMP from the guest: ttyS3 is connected to QEMU's QMP monitor through a
+# relay on the host (one QMP session per boot, negotiated by whoever
+# speaks first), so a command can hot-unplug and re-plug its device:
+#   gru-qmp device_del gru0; gru-qmp device_add gru-tlb,id=gru0,bus=rp0
 #
 # Verdict: every KTAP result line ("ok N"/"not ok N", nested subtests counted
 # once: a result that sums up indented children is not counted itself) is
@@ -116,15 +124,19 @@ results=${results:-$repo/results/guest-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$results"
 results=$(cd "$results" && pwd)
 rm -rf "$results/guest-files" "$results/run.cpio"
-for f in kernel.log output.log export.log qemu.log ktap.txt; do : >"$results/$f"; done
+for f in kernel.log output.log export.log qemu.log qmp.log ktap.txt; do : >"$results/$f"; done
 
 # The commands travel in a second cpio archive appended to the cached one.
 runroot=$(mktemp -d)
+# Unix socket paths must fit in 108 bytes: not under a long results dir.
+sockdir=$(mktemp -d /tmp/gru-qmp.XXXXXX)
 qpid=
-# An interrupted run must not leave a guest behind.
+rpid=
+# An interrupted run must not leave a guest (or its QMP relay) behind.
 cleanup() {
 	if [ -n "$qpid" ]; then kill "$qpid" 2>/dev/null || true; fi
-	rm -rf "$runroot"
+	if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; fi
+	rm -rf "$runroot" "$sockdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -167,7 +179,11 @@ args=(-M q35 -cpu max -m "$mem" -nographic -nodefaults -nic none -no-reboot
       -kernel "$KIMAGE" -initrd "$runroot/initrd.img" -append "$kargs"
       -serial "file:$results/kernel.log"
       -serial "file:$results/output.log"
-      -serial "file:$results/export.log")
+      -serial "file:$results/export.log"
+      -chardev "socket,id=gq,path=$sockdir/gq.sock,server=on,wait=off"
+      -serial chardev:gq
+      -chardev "socket,id=qmp,path=$sockdir/qmp.sock,server=on,wait=off"
+      -mon chardev=qmp,mode=control)
 if [ -n "$icount" ]; then
 	args+=(-accel tcg -icount "shift=$icount,sleep=off")
 else
@@ -188,8 +204,13 @@ if [ "$numa" -gt 0 ]; then
 else
 	args+=(-smp "$smp")
 fi
+# Each device sits alone behind a PCIe root port: a device on the root
+# bus cannot be unplugged.  q35 (7.2) hot-plugs at root ports through ACPI
+# (acpi-pci-hotplug-with-bridge-support), which all guest kernels have
+# built in (CONFIG_HOTPLUG_PCI_ACPI).
 for ((d = 0; d < devices; d++)); do
-	args+=(-device "gru-tlb,id=gru$d${devopts:+,$devopts}")
+	args+=(-device "pcie-root-port,id=rp$d,chassis=$((d + 1)),slot=$((d + 1))")
+	args+=(-device "gru-tlb,id=gru$d,bus=rp$d${devopts:+,$devopts}")
 done
 { printf '%q ' "$QEMU" "${args[@]}"; echo; } >"$results/cmdline"
 
@@ -202,6 +223,57 @@ log "booting $KVER: smp=$smp${icount:+ icount=$icount} numa=$numa mem=$mem devic
 start=$(date +%s)
 "$QEMU" "${args[@]}" </dev/null >"$results/qemu.log" 2>&1 &
 qpid=$!
+# The QMP relay: connect the guest's ttyS3 socket and QEMU's QMP socket
+# and copy bytes both ways, logging them; it ends with QEMU (EOF on
+# either socket, or QEMU's pid gone).  QEMU's socket chardevs take one
+# client each, so this is the only QMP session of the boot.
+command -v python3 >/dev/null ||
+	log "warning: no python3 (scripts/setup-host.sh installs it): the guest gets no QMP"
+python3 - "$sockdir/gq.sock" "$sockdir/qmp.sock" "$qpid" "$results/qmp.log" \
+	>>"$results/qemu.log" 2>&1 <<'EOF' &
+import os, select, socket, sys, time
+
+guest_path, qmp_path, qpid, logpath = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def alive():
+    try:
+        os.kill(qpid, 0)
+        return True
+    except OSError:
+        return False
+
+def connect(path):
+    while alive():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            return s
+        except OSError:
+            s.close()
+            time.sleep(0.05)
+    sys.exit(0)
+
+# The guest side first, so that QMP's greeting has somewhere to go.
+guest = connect(guest_path)
+qmp = connect(qmp_path)
+log = open(logpath, "ab", buffering=0)
+peer = {guest: qmp, qmp: guest}
+tag = {guest: b"-> ", qmp: b"<- "}
+line = {guest: b"", qmp: b""}   # the serial port hands over a byte at a time
+while True:
+    ready, _, _ = select.select([guest, qmp], [], [], 1.0)
+    if not alive():
+        break
+    for s in ready:
+        data = s.recv(65536)
+        if not data:
+            sys.exit(0)
+        peer[s].sendall(data)
+        *done, line[s] = (line[s] + data).split(b"\n")
+        for l in done:
+            log.write(tag[s] + l + b"\n")
+EOF
+rpid=$!
 tpid=
 if [ "$quiet" = 0 ]; then
 	# Stream the command output live; 'sed -u' drops the CRs of a tty.
@@ -231,6 +303,9 @@ fi
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=
+kill "$rpid" 2>/dev/null || true
+wait "$rpid" 2>/dev/null || true
+rpid=
 [ -z "$tpid" ] || wait "$tpid" 2>/dev/null || true
 elapsed=$(($(date +%s) - start))
 
