@@ -38,6 +38,12 @@
 OBJECT_DECLARE_SIMPLE_TYPE(GruState, GRU_TLB)
 
 #define GRU_INV_RING        64
+/*
+ * Limits on the work one timer tick or one register access may do while
+ * it holds the BQL; docs/device.md, "Bounds", states them for the guest.
+ */
+#define GRU_FADD_TRIES      16      /* CAS attempts per FADD step */
+#define GRU_MIN_TICK_NS     1       /* the engine never re-arms at "now" */
 #define GRU_NR_STATS        ((GRU_REG_STAT_END - GRU_REG_STAT_HITS) / 8)
 #define GRU_STAT(reg)       (((reg) - GRU_REG_STAT_HITS) / 8)
 #define GRU_PAGE            4096ULL
@@ -97,7 +103,7 @@ struct GruState {
 
     MemoryRegion regs;
     MemoryRegion windows;
-    QEMUTimer *engine;
+    QEMUTimer engine;
 
     /* properties */
     uint32_t nr_ctx;
@@ -106,6 +112,7 @@ struct GruState {
     uint32_t nr_vectors;
     uint64_t insn_latency_ns;
     bool no_gen_check;
+    uint32_t fadd_interference;     /* test only: CAS attempts to spoil */
 
     GruCtx *ctx;
     GruTlbEntry *tlb;       /* tlb_sets * tlb_ways */
@@ -126,7 +133,9 @@ struct GruState {
     uint64_t cpuvec[GRU_CPUVEC_ENTRIES];
 
     uint64_t stats[GRU_NR_STATS];
-    bool notifying;         /* inside msix_notify() */
+    uint64_t tlb_walked;    /* entries the last INV or AGE command inspected */
+    uint32_t msi_pending;   /* vectors to send when the access or tick ends */
+    unsigned int notify_depth;  /* inside gru_send_irqs() */
 };
 
 static const char *const gru_stat_names[GRU_NR_STATS] = {
@@ -251,25 +260,116 @@ static bool gru_overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
     return a0 < b1 && b0 < a1;
 }
 
+typedef void GruTlbVisit(GruState *s, GruTlbEntry *e, void *opaque);
+
+/*
+ * Call fn on every valid entry of asid that overlaps [start, end).
+ *
+ * INV_CMD and AGE_CMD complete inside the MMIO write, so this is work a
+ * guest can make the device do under the BQL with one access.  A range
+ * covering few pages probes only the sets its pages can live in (one set
+ * per page base of each size class); any other range walks the array
+ * once.  Either way one call inspects at most sets * ways entries.
+ */
+static void gru_tlb_for_range(GruState *s, uint16_t asid, uint64_t start,
+                              uint64_t end, GruTlbVisit *fn, void *opaque)
+{
+    uint64_t bases[GRU_ATTR_SIZE_1G + 1], probes = 0, i, b;
+    unsigned int sc;
+    uint32_t w;
+
+    s->tlb_walked = 0;
+    if (start >= end) {
+        return;
+    }
+    for (sc = GRU_ATTR_SIZE_4K; sc <= GRU_ATTR_SIZE_1G; sc++) {
+        unsigned int shift = gru_size_shift(sc);
+
+        bases[sc] = ((end - 1) >> shift) - (start >> shift) + 1;
+        probes += bases[sc];
+    }
+
+    if (probes > s->tlb_sets) {
+        s->tlb_walked = (uint64_t)s->tlb_sets * s->tlb_ways;
+        for (i = 0; i < (uint64_t)s->tlb_sets * s->tlb_ways; i++) {
+            GruTlbEntry *e = &s->tlb[i];
+
+            if (e->valid && e->asid == asid &&
+                gru_overlaps(e->va, gru_entry_end(e), start, end)) {
+                fn(s, e, opaque);
+            }
+        }
+        return;
+    }
+
+    s->tlb_walked = probes * s->tlb_ways;
+    for (sc = GRU_ATTR_SIZE_4K; sc <= GRU_ATTR_SIZE_1G; sc++) {
+        unsigned int shift = gru_size_shift(sc);
+
+        for (b = 0; b < bases[sc]; b++) {
+            uint64_t va = ((start >> shift) + b) << shift;
+            uint32_t set = gru_tlb_set(s, asid, va, sc);
+
+            for (w = 0; w < s->tlb_ways; w++) {
+                GruTlbEntry *e = gru_tlb_way(s, set, w);
+
+                if (e->valid && e->asid == asid && e->va == va &&
+                    (e->attr & GRU_ATTR_SIZE_MASK) == sc) {
+                    fn(s, e, opaque);
+                }
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------- interrupts */
 
+/*
+ * Interrupts are only queued here and go out in gru_send_irqs(), after
+ * the register access or engine tick that raised them has finished with
+ * the device state.
+ */
 static void gru_notify(GruState *s, unsigned int vector)
 {
-    PCIDevice *pdev = PCI_DEVICE(s);
+    s->msi_pending |= 1u << vector;
+}
 
-    trace_gru_irq(gru_now(), vector);
-    if (msix_enabled(pdev)) {
-        /*
-         * A guest can aim an MSI-X message at this device's own BARs.
-         * Writes that arrive while we notify are refused so that they
-         * cannot change state under the engine or recurse: QEMU's own
-         * re-entrancy guard only catches MMIO nested in MMIO, not a
-         * message sent from the engine timer.
-         */
-        s->notifying = true;
-        msix_notify(pdev, vector);
-        s->notifying = false;
+/*
+ * Send the queued MSI-X messages.  Every entry point (register access,
+ * engine tick) calls this as its very last action.  A message is a
+ * memory write to a guest-chosen address: it can land on this device's
+ * own BARs or config space, or on the Slot Control register of the port
+ * above it, which unplugs and unrealizes the device before msix_notify()
+ * returns.  Hence nothing but this loop runs after the first message;
+ * the reference keeps the object (and the arrays, freed only at
+ * finalize) alive for the loop, and the loop stops once the device is no
+ * longer realized, because msix_notify() must not run after exit.
+ *
+ * The depth count makes writes to our BARs from the messages ignorable
+ * (see gru_write_sized()) and lets a nested call leave its vectors to
+ * the outer loop.
+ */
+static void gru_send_irqs(GruState *s)
+{
+    PCIDevice *pdev = PCI_DEVICE(s);
+    Object *obj = OBJECT(s);
+
+    if (!s->msi_pending || s->notify_depth) {
+        return;
     }
+    object_ref(obj);
+    s->notify_depth++;
+    while (s->msi_pending && qatomic_read(&DEVICE(s)->realized)) {
+        unsigned int vector = ctz32(s->msi_pending);
+
+        s->msi_pending &= ~(1u << vector);
+        trace_gru_irq(gru_now(), vector);
+        if (msix_enabled(pdev)) {
+            msix_notify(pdev, vector);
+        }
+    }
+    s->notify_depth--;
+    object_unref(obj);
 }
 
 static unsigned int gru_fault_vector(GruState *s, GruCtx *c)
@@ -297,12 +397,19 @@ static void gru_kick(GruState *s)
 {
     unsigned int i;
 
-    if (!(s->ctrl & GRU_CTRL_ENABLE) || timer_pending(s->engine)) {
+    if (!(s->ctrl & GRU_CTRL_ENABLE) || timer_pending(&s->engine)) {
         return;
     }
     for (i = 0; i < s->nr_ctx; i++) {
         if (s->ctx[i].runnable) {
-            timer_mod(s->engine, gru_now() + s->insn_latency_ns);
+            /*
+             * Never at "now": timerlist_run_timers() would run a timer
+             * that is already due again in the same pass, so with
+             * insn-latency-ns=0 one pass (and one BQL hold) would run
+             * every queued instruction to the end.
+             */
+            timer_mod(&s->engine, gru_now() +
+                      MAX(s->insn_latency_ns, GRU_MIN_TICK_NS));
             return;
         }
     }
@@ -385,6 +492,37 @@ static bool gru_translate(GruState *s, GruCtx *c, uint64_t va, bool write,
 }
 
 /*
+ * True if some part of [pa, pa + len) is mapped read-only in as.  The
+ * chipset makes shadow RAM read-only (PAM "read enable" on i440fx and
+ * q35) with a read-only alias of plain RAM: address_space_translate()
+ * resolves the alias to the RAM region, whose own readonly flag is
+ * clear, and DMA through the address space writes it regardless.  Only
+ * the flat view's section carries the flag, so look it up there.
+ */
+static bool gru_pa_readonly(AddressSpace *as, uint64_t pa, uint64_t len)
+{
+    while (len) {
+        MemoryRegionSection sec = memory_region_find(as->root, pa, len);
+        uint64_t n;
+        bool ro;
+
+        if (!sec.mr) {
+            return false;   /* a hole: the RAM check refuses it */
+        }
+        ro = sec.readonly;
+        n = sec.offset_within_address_space - pa + int128_get64(sec.size);
+        memory_region_unref(sec.mr);
+        if (ro) {
+            return true;
+        }
+        n = MIN(n, len);
+        pa += n;
+        len -= n;
+    }
+    return false;
+}
+
+/*
  * True if [pa, pa + len) is guest RAM (writable RAM when write) in the
  * device's bus-master address space.  Also false while bus mastering is
  * off, because the bus-master region is then disabled.
@@ -394,6 +532,9 @@ static bool gru_pa_is_ram(GruState *s, uint64_t pa, uint64_t len, bool write)
     AddressSpace *as = pci_get_address_space(PCI_DEVICE(s));
 
     RCU_READ_LOCK_GUARD();
+    if (write && gru_pa_readonly(as, pa, len)) {
+        return false;
+    }
     while (len) {
         hwaddr xlat, plen = len;
         MemoryRegion *mr = address_space_translate(as, pa, &xlat, &plen, write,
@@ -433,17 +574,24 @@ static bool gru_dma(GruState *s, GruCtx *c, uint64_t va, uint64_t pa,
     return true;
 }
 
+typedef enum GruAtomicResult {
+    GRU_ATOMIC_DONE,
+    GRU_ATOMIC_FAILED,      /* the instruction has ended with an error */
+    GRU_ATOMIC_AGAIN,       /* nothing done: retry on the next tick */
+} GruAtomicResult;
+
 /*
  * 8-byte atomics operate on the host mapping of guest RAM so that they are
  * atomic against vCPUs running in parallel under MTTCG, and unmap with the
  * access length so that dirty tracking and TB invalidation happen.
  */
-static bool gru_atomic(GruState *s, GruCtx *c, uint64_t pa)
+static GruAtomicResult gru_atomic(GruState *s, GruCtx *c, uint64_t pa)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     unsigned int opc = c->op & GRU_OP_OPCODE_MASK;
     dma_addr_t len = 8;
     uint64_t *p, old, cur;
+    unsigned int tries;
 
     p = gru_pa_is_ram(s, pa, 8, true) ?
         pci_dma_map(pdev, pa, &len, DMA_DIRECTION_FROM_DEVICE) : NULL;
@@ -456,21 +604,37 @@ static bool gru_atomic(GruState *s, GruCtx *c, uint64_t pa)
                       " which is not RAM\n", gru_ctx_index(s, c), pa);
         c->exc_info = GRU_EXC_WRITE;
         gru_fail(s, c, GRU_ERR_DMA, c->addr);
-        return false;
+        return GRU_ATOMIC_FAILED;
     }
 
     switch (opc) {
     case GRU_OPC_FADD:
-        /* A CAS loop keeps the memory little endian on any host. */
+        /*
+         * A CAS loop keeps the memory little endian on any host.  vCPUs
+         * that keep changing the word can make every attempt fail, so the
+         * loop is bounded: the step then has no effect, and the FADD is
+         * retried from its translation on the next tick, after the BQL
+         * has been released.
+         */
         old = qatomic_read(p);
-        for (;;) {
+        for (tries = 0; tries < GRU_FADD_TRIES; tries++) {
             uint64_t new = cpu_to_le64(le64_to_cpu(old) + c->operand0);
 
+            if (s->fadd_interference) {
+                /* A racing CPU store, so that tests can reach the bound. */
+                s->fadd_interference--;
+                qatomic_set(p, cpu_to_le64(le64_to_cpu(old) + 1));
+            }
             cur = qatomic_cmpxchg(p, old, new);
             if (cur == old) {
                 break;
             }
             old = cur;
+        }
+        if (tries == GRU_FADD_TRIES) {
+            pci_dma_unmap(pdev, p, 8, DMA_DIRECTION_FROM_DEVICE, 0);
+            trace_gru_fadd_retry(gru_now(), gru_ctx_index(s, c), c->addr);
+            return GRU_ATOMIC_AGAIN;
         }
         break;
     case GRU_OPC_SWAP:
@@ -484,7 +648,7 @@ static bool gru_atomic(GruState *s, GruCtx *c, uint64_t pa)
     pci_dma_unmap(pdev, p, 8, DMA_DIRECTION_FROM_DEVICE, 8);
     c->result = le64_to_cpu(old);
     gru_count(s, GRU_REG_STAT_BYTES, 8);
-    return true;
+    return GRU_ATOMIC_DONE;
 }
 
 /* Run one step of c: an 8-byte op, or one page-bounded BCOPY/BSET chunk. */
@@ -529,8 +693,8 @@ static void gru_step(GruState *s, GruCtx *c)
         if (!gru_translate(s, c, c->addr, true, false, &pa)) {
             return;
         }
-        if (!gru_atomic(s, c, pa)) {
-            return;
+        if (gru_atomic(s, c, pa) != GRU_ATOMIC_DONE) {
+            return;     /* ended, or still runnable for a retry */
         }
         break;
     case GRU_OPC_BCOPY:
@@ -573,9 +737,9 @@ static void gru_step(GruState *s, GruCtx *c)
     gru_finish(s, c, GRU_ST_DONE, GRU_ERR_NONE);
 }
 
-static void gru_engine_tick(void *opaque)
+/* One tick: at most one step of each context, so at most contexts steps. */
+static void gru_tick(GruState *s)
 {
-    GruState *s = opaque;
     unsigned int i, first = s->rr;
 
     if (!(s->ctrl & GRU_CTRL_ENABLE)) {
@@ -592,6 +756,14 @@ static void gru_engine_tick(void *opaque)
     gru_kick(s);
 }
 
+static void gru_engine_tick(void *opaque)
+{
+    GruState *s = opaque;
+
+    gru_tick(s);
+    gru_send_irqs(s);
+}
+
 /*
  * Run a tick whose deadline has already passed, from a register read.
  * Without this, a tick that is due waits for QEMU's main loop to wake up,
@@ -602,10 +774,10 @@ static void gru_engine_tick(void *opaque)
  */
 static void gru_catch_up(GruState *s)
 {
-    if (timer_pending(s->engine) &&
-        timer_expire_time_ns(s->engine) <= gru_now()) {
-        timer_del(s->engine);
-        gru_engine_tick(s);
+    if (timer_pending(&s->engine) &&
+        timer_expire_time_ns(&s->engine) <= gru_now()) {
+        timer_del(&s->engine);
+        gru_tick(s);
     }
 }
 
@@ -810,6 +982,14 @@ inactive:
 
 /* ------------------------------------------------------- invalidation */
 
+static void gru_inv_entry(GruState *s, GruTlbEntry *e, void *opaque)
+{
+    uint32_t *removed = opaque;
+
+    e->valid = false;
+    (*removed)++;
+}
+
 static void gru_invalidate(GruState *s, uint64_t kind)
 {
     uint16_t asid = s->inv_asid & GRU_CTX_ASID_MASK;
@@ -833,18 +1013,16 @@ static void gru_invalidate(GruState *s, uint64_t kind)
         return;
     }
 
-    for (i = 0; i < s->tlb_sets * s->tlb_ways; i++) {
-        GruTlbEntry *e = &s->tlb[i];
+    if (kind == GRU_INV_RANGE) {
+        gru_tlb_for_range(s, asid, start, end, gru_inv_entry, &removed);
+    } else {
+        s->tlb_walked = (uint64_t)s->tlb_sets * s->tlb_ways;
+        for (i = 0; i < s->tlb_sets * s->tlb_ways; i++) {
+            GruTlbEntry *e = &s->tlb[i];
 
-        if (!e->valid) {
-            continue;
-        }
-        if (kind == GRU_INV_ALL ||
-            (e->asid == asid && (kind == GRU_INV_ASID ||
-                                 gru_overlaps(e->va, gru_entry_end(e),
-                                              start, end)))) {
-            e->valid = false;
-            removed++;
+            if (e->valid && (kind == GRU_INV_ALL || e->asid == asid)) {
+                gru_inv_entry(s, e, &removed);
+            }
         }
     }
 
@@ -922,10 +1100,21 @@ static void gru_dropin(GruState *s, uint64_t cmd)
     trace_gru_dropin(gru_now(), s->di_asid, va, pa, attr, s->di_gen, what);
 }
 
+static void gru_age_entry(GruState *s, GruTlbEntry *e, void *opaque)
+{
+    bool clear = *(uint64_t *)opaque == GRU_AGE_CLEAR;
+
+    if (e->accessed) {
+        s->age_result = 1;
+    }
+    if (clear) {
+        e->accessed = false;
+    }
+}
+
 static void gru_age(GruState *s, uint64_t cmd)
 {
     uint16_t asid = s->age_asid & GRU_CTX_ASID_MASK;
-    uint32_t i;
 
     if (cmd != GRU_AGE_TEST && cmd != GRU_AGE_CLEAR) {
         qemu_log_mask(LOG_GUEST_ERROR, "gru: unknown AGE_CMD %" PRIu64 "\n",
@@ -933,19 +1122,7 @@ static void gru_age(GruState *s, uint64_t cmd)
         return;
     }
     s->age_result = 0;
-    for (i = 0; i < s->tlb_sets * s->tlb_ways; i++) {
-        GruTlbEntry *e = &s->tlb[i];
-
-        if (e->valid && e->asid == asid &&
-            gru_overlaps(e->va, gru_entry_end(e), s->age_start, s->age_end)) {
-            if (e->accessed) {
-                s->age_result = 1;
-            }
-            if (cmd == GRU_AGE_CLEAR) {
-                e->accessed = false;
-            }
-        }
-    }
+    gru_tlb_for_range(s, asid, s->age_start, s->age_end, gru_age_entry, &cmd);
     trace_gru_age(gru_now(), cmd, asid, s->age_start, s->age_end,
                   s->age_result);
 }
@@ -1288,7 +1465,13 @@ static void gru_write_sized(GruState *s, const char *bar, hwaddr addr,
     hwaddr reg = addr & ~7ULL;
     bool ok;
 
-    if (s->notifying) {
+    /*
+     * A message that this device sends from its engine timer is not
+     * caught by the memory core's re-entrancy guard, which only sees
+     * MMIO nested in MMIO.  Refuse it, so that no register write runs in
+     * the middle of gru_send_irqs().
+     */
+    if (s->notify_depth) {
         qemu_log_mask(LOG_GUEST_ERROR, "gru: %s: write to offset 0x%"
                       HWADDR_PRIx " by this device's own MSI-X message "
                       "ignored\n", bar, addr);
@@ -1323,8 +1506,13 @@ static void gru_write_sized(GruState *s, const char *bar, hwaddr addr,
 
 static uint64_t gru_regs_read(void *opaque, hwaddr addr, unsigned size)
 {
-    gru_catch_up(opaque);
-    return gru_read_sized(opaque, addr, size, gru_reg_read);
+    GruState *s = opaque;
+    uint64_t val;
+
+    gru_catch_up(s);
+    val = gru_read_sized(s, addr, size, gru_reg_read);
+    gru_send_irqs(s);
+    return val;
 }
 
 static void gru_regs_write(void *opaque, hwaddr addr, uint64_t val,
@@ -1335,6 +1523,7 @@ static void gru_regs_write(void *opaque, hwaddr addr, uint64_t val,
     gru_write_sized(s, "BAR0", addr, val, size, gru_reg_read, gru_reg_write64,
                     gru_reg_is_cmd(s, addr & ~7ULL),
                     gru_reg_is_w1c(addr & ~7ULL));
+    gru_send_irqs(s);
 }
 
 static const MemoryRegionOps gru_regs_ops = {
@@ -1412,16 +1601,24 @@ static bool gru_win_write64(GruState *s, hwaddr addr, uint64_t val)
 
 static uint64_t gru_win_read(void *opaque, hwaddr addr, unsigned size)
 {
-    gru_catch_up(opaque);
-    return gru_read_sized(opaque, addr, size, gru_win_read64);
+    GruState *s = opaque;
+    uint64_t val;
+
+    gru_catch_up(s);
+    val = gru_read_sized(s, addr, size, gru_win_read64);
+    gru_send_irqs(s);
+    return val;
 }
 
 static void gru_win_write(void *opaque, hwaddr addr, uint64_t val,
                           unsigned size)
 {
-    gru_write_sized(opaque, "window", addr, val, size, gru_win_read64,
+    GruState *s = opaque;
+
+    gru_write_sized(s, "window", addr, val, size, gru_win_read64,
                     gru_win_write64,
                     (addr & (GRU_WINDOW_SIZE - 8)) == GRU_WIN_DOORBELL, false);
+    gru_send_irqs(s);
 }
 
 static const MemoryRegionOps gru_win_ops = {
@@ -1446,7 +1643,8 @@ static void gru_reset(DeviceState *dev)
     GruState *s = GRU_TLB(dev);
     unsigned int i;
 
-    timer_del(s->engine);
+    timer_del(&s->engine);
+    s->msi_pending = 0;
     for (i = 0; i < s->nr_ctx; i++) {
         memset(&s->ctx[i], 0, sizeof(s->ctx[i]));
         s->ctx[i].vector = GRU_VEC_FAULT0;
@@ -1455,6 +1653,7 @@ static void gru_reset(DeviceState *dev)
     memset(s->victim, 0, s->tlb_sets);
     memset(s->inv_ring, 0, sizeof(s->inv_ring));
     memset(s->stats, 0, sizeof(s->stats));
+    s->tlb_walked = 0;
     for (i = 0; i < GRU_CPUVEC_ENTRIES; i++) {
         s->cpuvec[i] = GRU_VEC_FAULT0;
     }
@@ -1510,7 +1709,7 @@ static void gru_realize(PCIDevice *pdev, Error **errp)
     s->ctx = g_new0(GruCtx, s->nr_ctx);
     s->tlb = g_new0(GruTlbEntry, s->tlb_sets * s->tlb_ways);
     s->victim = g_new0(uint8_t, s->tlb_sets);
-    s->engine = timer_new_ns(QEMU_CLOCK_VIRTUAL, gru_engine_tick, s);
+    timer_init_ns(&s->engine, QEMU_CLOCK_VIRTUAL, gru_engine_tick, s);
 
     memory_region_init_io(&s->regs, OBJECT(s), &gru_regs_ops, s,
                           "gru-regs", GRU_BAR0_SIZE);
@@ -1525,14 +1724,26 @@ static void gru_realize(PCIDevice *pdev, Error **errp)
     gru_reset(DEVICE(s));
 }
 
+/*
+ * Exit can run from inside msix_notify() (a message aimed at the Slot
+ * Control of the port above us), with a register access or the engine
+ * tick still on the stack.  So it only stops the device; the memory that
+ * those frames may still read goes at finalize.
+ */
 static void gru_exit(PCIDevice *pdev)
 {
     GruState *s = GRU_TLB(pdev);
 
-    timer_free(s->engine);
-    s->engine = NULL;
+    timer_del(&s->engine);
+    s->msi_pending = 0;
     msix_unuse_all_vectors(pdev);
     msix_uninit_exclusive_bar(pdev);
+}
+
+static void gru_instance_finalize(Object *obj)
+{
+    GruState *s = GRU_TLB(obj);
+
     g_free(s->ctx);
     g_free(s->tlb);
     g_free(s->victim);
@@ -1549,6 +1760,9 @@ static void gru_instance_init(Object *obj)
     }
     object_property_add_uint64_ptr(obj, "inv-gen", &s->inv_gen,
                                    OBJ_PROP_FLAG_READ);
+    /* Test only: shows that a short range does not walk the whole TLB. */
+    object_property_add_uint64_ptr(obj, "x-tlb-walked", &s->tlb_walked,
+                                   OBJ_PROP_FLAG_READ);
 }
 
 static const VMStateDescription gru_vmstate = {
@@ -1564,6 +1778,7 @@ static Property gru_properties[] = {
     DEFINE_PROP_UINT32("vectors", GruState, nr_vectors, 9),
     DEFINE_PROP_UINT64("insn-latency-ns", GruState, insn_latency_ns, 100),
     DEFINE_PROP_BOOL("no-gen-check", GruState, no_gen_check, false),
+    DEFINE_PROP_UINT32("x-fadd-interference", GruState, fadd_interference, 0),
     DEFINE_PROP_END_OF_LIST(),
 };
 
@@ -1590,6 +1805,7 @@ static const TypeInfo gru_info = {
     .parent = TYPE_PCI_DEVICE,
     .instance_size = sizeof(GruState),
     .instance_init = gru_instance_init,
+    .instance_finalize = gru_instance_finalize,
     .class_init = gru_class_init,
     .interfaces = (InterfaceInfo[]) {
         { INTERFACE_CONVENTIONAL_PCI_DEVICE },

@@ -22,6 +22,13 @@
 #define PAGE            4096ULL
 #define RW              (GRU_ATTR_READ | GRU_ATTR_WRITE)
 #define VA0             0x10000000ULL
+#define RP_SLOT         5
+#define ECAM_BASE       0xb0000000ULL   /* q35's default MMCONFIG base */
+#define ECAM(devfn, off) (ECAM_BASE + ((uint64_t)(devfn) << 12) + (off))
+#define MCH_PCIEXBAR    0x60
+#define MCH_PAM1        0x91            /* low nibble: 0xc0000-0xc3fff */
+#define PAM_RE          1               /* reads from RAM, writes dropped */
+#define PAM_RW          3
 
 typedef struct Gru {
     QOSState *qs;
@@ -31,6 +38,7 @@ typedef struct Gru {
     QPCIBar win;
     uint64_t msi;           /* guest RAM the MSI-X messages land in */
     unsigned int vectors;
+    int devfn;              /* bus << 8 | devfn, as libqos' pc config takes */
 } Gru;
 
 /* ---------------------------------------------------------- plumbing */
@@ -39,7 +47,7 @@ static void gru_setup_pci(Gru *g)
 {
     unsigned int v;
 
-    g->dev = qpci_device_find(g->qs->pcibus, QPCI_DEVFN(GRU_SLOT, 0));
+    g->dev = qpci_device_find(g->qs->pcibus, g->devfn);
     g_assert(g->dev);
     qpci_device_enable(g->dev);
     g->bar0 = qpci_iomap(g->dev, GRU_BAR_REGS, NULL);
@@ -68,6 +76,7 @@ static Gru *gru_start(const char *props)
                           "-device gru-tlb,id=gru0,addr=%02x.0%s%s",
                           GRU_SLOT, *props ? "," : "", props);
     g->qts = g->qs->qts;
+    g->devfn = QPCI_DEVFN(GRU_SLOT, 0);
     g->msi = guest_alloc(&g->qs->alloc, 4 * GRU_MAX_VECTORS);
     qtest_memset(g->qts, g->msi, 0, 4 * GRU_MAX_VECTORS);
     gru_setup_pci(g);
@@ -1023,19 +1032,25 @@ static void test_access_sizes(void)
     gru_stop(g);
 }
 
+/* Point MSI-X vector v at any address, with any data. */
+static void aim_vector(Gru *g, unsigned int v, uint64_t addr, uint32_t data)
+{
+    uint64_t e = g->dev->msix_table_off + v * PCI_MSIX_ENTRY_SIZE;
+
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)addr);
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_UPPER_ADDR, addr >> 32);
+    qpci_io_writel(g->dev, g->dev->msix_table_bar,
+                   e + PCI_MSIX_ENTRY_DATA, data);
+}
+
 /* An MSI-X message aimed at the device's own doorbell must not recurse. */
 static void test_msi_self_target(void)
 {
     Gru *g = gru_start("");
-    uint64_t e = g->dev->msix_table_off + GRU_VEC_MISC * PCI_MSIX_ENTRY_SIZE;
-    uint64_t db = g->win.addr + GRU_WIN_DOORBELL;
 
-    qpci_io_writel(g->dev, g->dev->msix_table_bar,
-                   e + PCI_MSIX_ENTRY_LOWER_ADDR, (uint32_t)db);
-    qpci_io_writel(g->dev, g->dev->msix_table_bar,
-                   e + PCI_MSIX_ENTRY_UPPER_ADDR, db >> 32);
-    qpci_io_writel(g->dev, g->dev->msix_table_bar,
-                   e + PCI_MSIX_ENTRY_DATA, 2);
+    aim_vector(g, GRU_VEC_MISC, g->win.addr + GRU_WIN_DOORBELL, 2);
     load_ctx(g, 0, 1);
     g_assert_cmpuint(run(g, 0, OP(GRU_OPC_NOP, GRU_IF_IRQ, 0), 0, 0, 0, 0,
                          0), ==, GRU_ST_DONE);
@@ -1211,6 +1226,271 @@ static void test_bad_props(void)
     qtest_quit(qts);
 }
 
+/*
+ * q35 with native PCIe hot-plug and the device behind a root port, set up
+ * as firmware would: bus numbers, a memory window over the addresses
+ * libqos hands BARs out from, and MMCONFIG, so that a memory write (an
+ * MSI-X message, say) can reach the port's config space.
+ */
+static Gru *gru_start_behind_port(QPCIDevice **port, uint8_t *exp)
+{
+    Gru *g = g_new0(Gru, 1);
+    QPCIDevice *mch, *rp;
+
+    g->qs = qtest_pc_boot("-M q35 -m 256M "
+                          "-global ICH9-LPC.acpi-pci-hotplug-with-bridge-"
+                          "support=off -device pcie-root-port,id=rp0,"
+                          "bus=pcie.0,addr=%02x.0,chassis=1,slot=1 "
+                          "-device gru-tlb,id=gru0,bus=rp0,addr=00.0",
+                          RP_SLOT);
+    g->qts = g->qs->qts;
+    g->devfn = 1 << 8;      /* bus 1, 00.0 */
+    g->msi = guest_alloc(&g->qs->alloc, 4 * GRU_MAX_VECTORS);
+    qtest_memset(g->qts, g->msi, 0, 4 * GRU_MAX_VECTORS);
+
+    mch = qpci_device_find(g->qs->pcibus, 0);
+    g_assert(mch);
+    qpci_config_writel(mch, MCH_PCIEXBAR + 4, 0);
+    qpci_config_writel(mch, MCH_PCIEXBAR, ECAM_BASE | 1);
+    g_free(mch);
+
+    rp = qpci_device_find(g->qs->pcibus, QPCI_DEVFN(RP_SLOT, 0));
+    g_assert(rp);
+    qpci_config_writeb(rp, PCI_PRIMARY_BUS, 0);
+    qpci_config_writeb(rp, PCI_SECONDARY_BUS, 1);
+    qpci_config_writeb(rp, PCI_SUBORDINATE_BUS, 1);
+    qpci_config_writew(rp, PCI_MEMORY_BASE, 0xe000);
+    qpci_config_writew(rp, PCI_MEMORY_LIMIT, 0xeff0);
+    qpci_config_writew(rp, PCI_COMMAND,
+                       PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    *exp = qpci_find_capability(rp, PCI_CAP_ID_EXP, 0);
+    g_assert(*exp);
+    g_assert_cmphex(qtest_readw(g->qts, ECAM(QPCI_DEVFN(RP_SLOT, 0),
+                                             PCI_VENDOR_ID)), ==,
+                    qpci_config_readw(rp, PCI_VENDOR_ID));
+    g_assert(qtest_readw(g->qts, ECAM(QPCI_DEVFN(RP_SLOT, 0),
+                                      *exp + PCI_EXP_SLTSTA)) &
+             PCI_EXP_SLTSTA_PDS);
+
+    gru_setup_pci(g);
+    g_assert_cmphex(g->bar0.addr >> 28, ==, 0xe);
+    g_assert_cmphex(g->win.addr >> 28, ==, 0xe);
+    *port = rp;
+    return g;
+}
+
+/* Aim vector v at the port's Slot Control, with "power off". */
+static void aim_at_slot_power_off(Gru *g, unsigned int v, uint8_t exp)
+{
+    aim_vector(g, v, ECAM(QPCI_DEVFN(RP_SLOT, 0), exp + PCI_EXP_SLTCTL),
+               PCI_EXP_SLTCTL_PWR_OFF | PCI_EXP_SLTCTL_PWR_IND_OFF);
+}
+
+/* QEMU is still there, and the device is gone from the slot and QOM. */
+static void assert_unplugged(Gru *g, QPCIDevice *rp, uint8_t exp)
+{
+    QDict *r;
+
+    g_assert_cmphex(qpci_config_readw(g->dev, PCI_VENDOR_ID), ==, 0xffff);
+    g_assert_cmphex(qpci_config_readw(rp, exp + PCI_EXP_SLTSTA) &
+                    PCI_EXP_SLTSTA_PDS, ==, 0);
+    r = qtest_qmp(g->qts, "{'execute': 'qom-get', 'arguments': "
+                  "{'path': '/machine/peripheral/gru0', "
+                  "'property': 'type'}}");
+    g_assert(qdict_haskey(r, "error"));
+    qobject_unref(r);
+    /* Nothing of the device is left armed on the virtual clock. */
+    step(g);
+    step(g);
+    g_assert_cmphex(qpci_config_readw(rp, PCI_VENDOR_ID), !=, 0xffff);
+}
+
+/*
+ * A completion message that powers the slot off unplugs the device from
+ * inside the engine tick, with more contexts still to serve in it.
+ */
+static void test_msi_unplug_tick(void)
+{
+    QPCIDevice *rp;
+    uint8_t exp;
+    Gru *g = gru_start_behind_port(&rp, &exp);
+    int n;
+
+    aim_at_slot_power_off(g, GRU_VEC_MISC, exp);
+    for (n = 0; n < 4; n++) {
+        load_ctx(g, n, 1);
+        issue(g, n, OP(GRU_OPC_NOP, GRU_IF_IRQ, 0), 0, 0, 0, 0, 0);
+    }
+    step(g);
+    assert_unplugged(g, rp, exp);
+    g_free(rp);
+    gru_stop(g);
+}
+
+/* The same from inside a CTX_CMD write: FAIL ends an IRQ instruction. */
+static void test_msi_unplug_ctx_cmd(void)
+{
+    QPCIDevice *rp;
+    uint8_t exp;
+    Gru *g = gru_start_behind_port(&rp, &exp);
+
+    load_ctx(g, 0, 1);
+    issue(g, 0, OP(GRU_OPC_STORE, GRU_IF_IRQ, 0), VA0, 0, 0, 1, 0);
+    step(g);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_BUSY);
+    g_assert_cmpuint(msi_read(g, GRU_VEC_FAULT0), ==,
+                     MSI_DATA(GRU_VEC_FAULT0));
+    aim_at_slot_power_off(g, GRU_VEC_MISC, exp);
+    cwr(g, 0, GRU_CTX_CMD, GRU_CMD(GRU_CMD_FAIL, GRU_ERR_UNMAPPED));
+    assert_unplugged(g, rp, exp);
+    g_free(rp);
+    gru_stop(g);
+}
+
+/*
+ * A CPU that keeps changing the word makes FADD's compare-and-swap fail;
+ * after 16 failures in one step the FADD waits for the next tick.
+ */
+static void test_fadd_bounded(void)
+{
+    Gru *g = gru_start("x-fadd-interference=20");
+    uint64_t pa = alloc_buf(g, PAGE);
+
+    load_ctx(g, 0, 1);
+    dropin(g, 1, VA0, pa, RW);
+    qtest_writeq(g->qts, pa, 100);
+    issue(g, 0, OP(GRU_OPC_FADD, 0, 0), VA0, 0, 0, 5, 0);
+    qtest_clock_step(g->qts, 100);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_BUSY);
+    g_assert_cmpuint(qtest_readq(g->qts, pa), ==, 116);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_RESULT), ==, 0);
+    g_assert_cmpuint(rd(g, GRU_REG_STAT_BYTES), ==, 0);
+    qtest_clock_step(g->qts, 100);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_DONE);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_RESULT), ==, 120);
+    g_assert_cmpuint(qtest_readq(g->qts, pa), ==, 125);
+    g_assert_cmpuint(rd(g, GRU_REG_STAT_HITS), ==, 2);
+    g_assert_cmpuint(rd(g, GRU_REG_STAT_BYTES), ==, 8);
+    gru_stop(g);
+}
+
+/* With insn-latency-ns=0, one timer expiry still runs one tick only. */
+static void test_tick_bounded(void)
+{
+    Gru *g = gru_start("insn-latency-ns=0");
+    uint64_t pa = alloc_buf(g, 16 * PAGE), progress;
+
+    load_ctx(g, 0, 1);
+    map_range(g, 1, VA0, pa, 16 * PAGE, RW);
+    issue(g, 0, OP(GRU_OPC_BSET, 0, 0), VA0, 0, 16 * PAGE, 0x3c, 0);
+    qtest_clock_step(g->qts, 1);
+    progress = wrd(g, 0, GRU_WIN_PROGRESS);
+    g_assert_cmpuint(progress, >=, PAGE);
+    g_assert_cmpuint(progress, <=, 2 * PAGE);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_BUSY);
+    qtest_clock_step(g->qts, 16);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_DONE);
+    g_assert_cmpuint(qtest_readb(g->qts, pa + 16 * PAGE - 1), ==, 0x3c);
+    gru_stop(g);
+}
+
+/*
+ * INV_CMD and AGE_CMD run inside the MMIO write.  A short range looks only
+ * at the sets its pages hash to; nothing looks at more than the TLB.
+ */
+static void test_walk_bounded(void)
+{
+    Gru *g = gru_start("tlb-sets=32768,tlb-ways=16");
+    const uint64_t all = 32768 * 16, probe1 = 3 * 16;
+    const uint64_t va2m = 0x40000000ULL, va1g = 0x80000000ULL;
+
+    dropin(g, 1, VA0, 0x100000, RW);
+    dropin(g, 1, VA0 + PAGE, 0x101000, RW);
+    dropin(g, 2, VA0, 0x102000, RW);
+    dropin(g, 1, va2m, 0x200000, RW | GRU_ATTR_SIZE_2M);
+    dropin(g, 1, va1g, 0x40000000, RW | GRU_ATTR_SIZE_1G);
+
+    /* One page: one set per size class. */
+    invalidate(g, GRU_INV_RANGE, 1, VA0, VA0 + PAGE);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, probe1);
+    g_assert_cmphex(probe(g, 1, VA0, NULL), ==, 0);
+    g_assert_cmphex(probe(g, 1, VA0 + PAGE, NULL) & 1, ==, 1);
+    g_assert_cmphex(probe(g, 2, VA0, NULL) & 1, ==, 1);
+    /* A page inside a 2M entry finds it through the 2M set. */
+    invalidate(g, GRU_INV_RANGE, 1, va2m + 0x5000, va2m + 0x6000);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, probe1);
+    g_assert_cmphex(probe(g, 1, va2m, NULL), ==, 0);
+    /* 1 MiB: 256 4K sets, one 2M and one 1G set. */
+    wr(g, GRU_REG_AGE_ASID, 1);
+    wr(g, GRU_REG_AGE_START, va1g + 0x100000);
+    wr(g, GRU_REG_AGE_END, va1g + 0x200000);
+    wr(g, GRU_REG_AGE_CMD, GRU_AGE_TEST);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, (256 + 2) * 16);
+    g_assert_cmpuint(rd(g, GRU_REG_AGE_RESULT), ==, 0);
+    invalidate(g, GRU_INV_RANGE, 1, va1g + 0x100000, va1g + 0x200000);
+    g_assert_cmphex(probe(g, 1, va1g, NULL), ==, 0);
+    g_assert_cmphex(probe(g, 1, VA0 + PAGE, NULL) & 1, ==, 1);
+    /* Longer ranges, ASID and ALL walk the array once. */
+    invalidate(g, GRU_INV_RANGE, 1, 0, GRU_USER_VA_LIMIT);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, all);
+    g_assert_cmphex(probe(g, 1, VA0 + PAGE, NULL), ==, 0);
+    invalidate(g, GRU_INV_ASID, 2, 0, 0);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, all);
+    g_assert_cmphex(probe(g, 2, VA0, NULL), ==, 0);
+    invalidate(g, GRU_INV_ALL, 0, 0, 0);
+    g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, all);
+    gru_stop(g);
+}
+
+/*
+ * Shadow RAM that the chipset has made read-only (PAM "read enable") is
+ * RAM behind a read-only alias: the device may read it, never write it.
+ */
+static void test_dma_readonly(void)
+{
+    Gru *g = gru_start("");
+    QPCIDevice *mch = qpci_device_find(g->qs->pcibus, 0);
+    const uint64_t shadow = 0xc0000, pattern = 0x1122334455667788ULL;
+    uint64_t pa = alloc_buf(g, PAGE);
+    uint8_t pam = qpci_config_readb(mch, MCH_PAM1) & 0xf0;
+
+    qpci_config_writeb(mch, MCH_PAM1, pam | PAM_RW);
+    qtest_writeq(g->qts, shadow, pattern);
+    qpci_config_writeb(mch, MCH_PAM1, pam | PAM_RE);
+
+    load_ctx(g, 0, 1);
+    dropin(g, 1, VA0, shadow, RW);
+    dropin(g, 1, VA0 + PAGE, pa, RW);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_LOAD, 0, 0), VA0, 0, 0, 0, 0), ==,
+                     GRU_ST_DONE);
+    g_assert_cmphex(wrd(g, 0, GRU_WIN_RESULT), ==, pattern);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_STORE, 0, 0), VA0, 0, 0, 1, 0), ==,
+                     GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_DMA);
+    g_assert_cmphex(wrd(g, 0, GRU_WIN_EXC_VA), ==, VA0);
+    g_assert_cmphex(wrd(g, 0, GRU_WIN_EXC_INFO), ==, GRU_EXC_WRITE);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_FADD, 0, 0), VA0 + 8, 0, 0, 1, 0),
+                     ==, GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_DMA);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_BSET, 0, 0), VA0, 0, 64, 0, 0), ==,
+                     GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_DMA);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_BCOPY, 0, 0), VA0, VA0 + PAGE, 64,
+                         0, 0), ==, GRU_ST_ERROR);
+    g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_DMA);
+    g_assert_cmphex(wrd(g, 0, GRU_WIN_EXC_INFO), ==, GRU_EXC_WRITE);
+    g_assert_cmphex(qtest_readq(g->qts, shadow), ==, pattern);
+    g_assert_cmphex(qtest_readq(g->qts, shadow + 8), ==, 0);
+
+    /* Once the chipset makes it writable again, the device may write. */
+    qpci_config_writeb(mch, MCH_PAM1, pam | PAM_RW);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_STORE, 0, 0), VA0, 0, 0, 1, 0), ==,
+                     GRU_ST_DONE);
+    g_assert_cmphex(qtest_readq(g->qts, shadow), ==, 1);
+    g_free(mch);
+    gru_stop(g);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1232,6 +1512,12 @@ int main(int argc, char **argv)
     qtest_add_func("/gru/save-restore", test_save_restore);
     qtest_add_func("/gru/access-sizes", test_access_sizes);
     qtest_add_func("/gru/msi-self-target", test_msi_self_target);
+    qtest_add_func("/gru/msi-unplug/engine-tick", test_msi_unplug_tick);
+    qtest_add_func("/gru/msi-unplug/ctx-cmd", test_msi_unplug_ctx_cmd);
+    qtest_add_func("/gru/bounds/fadd", test_fadd_bounded);
+    qtest_add_func("/gru/bounds/tick", test_tick_bounded);
+    qtest_add_func("/gru/bounds/tlb-walk", test_walk_bounded);
+    qtest_add_func("/gru/errors-dma-readonly", test_dma_readonly);
     qtest_add_func("/gru/random-writes", test_random_writes);
     qtest_add_func("/gru/system-reset", test_system_reset);
     qtest_add_func("/gru/unmigratable", test_unmigratable);
