@@ -212,6 +212,8 @@ for ((d = 0; d < devices; d++)); do
 	args+=(-device "pcie-root-port,id=rp$d,chassis=$((d + 1)),slot=$((d + 1))")
 	args+=(-device "gru-tlb,id=gru$d,bus=rp$d${devopts:+,$devopts}")
 done
+# An empty port for a device plugged in at run time (device_add ...,bus=rphp).
+[ "$devices" = 0 ] || args+=(-device "pcie-root-port,id=rphp,chassis=64,slot=64")
 { printf '%q ' "$QEMU" "${args[@]}"; echo; } >"$results/cmdline"
 
 # --- run, watching the kernel log -----------------------------------------

@@ -161,11 +161,6 @@ static int uffd_wake(int fd, void *addr)
 	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
-static bool have_live(void)
-{
-	return live_count("contexts") >= 0;
-}
-
 static int set_mode(struct gru_ctx *g, uint32_t mode, bool callos)
 {
 	struct gru_ctx_opts o;
@@ -218,8 +213,7 @@ FIXTURE_SETUP(teardown)
 {
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
-	if (!have_live())
-		SKIP(return, "no %s (debugfs not mounted?)", LIVE_PATH);
+	/* without it (an older driver) only the leak counts are skipped */
 	self->base = live_count("contexts");
 }
 
@@ -236,8 +230,7 @@ FIXTURE_SETUP(life)
 {
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
-	if (!have_live())
-		SKIP(return, "no %s (debugfs not mounted?)", LIVE_PATH);
+	/* without it (an older driver) only the leak counts are skipped */
 	self->base = live_count("contexts");
 }
 
@@ -304,8 +297,10 @@ TEST_F_TIMEOUT(teardown, uffd_miss_never_answered, 90)
 	ASSERT_TRUE(WIFEXITED(status));
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	/* the uffd closed at exit: the worker finishes and frees it */
-	EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
-	EXPECT_EQ(0, live_wait("works", 0, 10000));
+	if (self->base >= 0) {
+		EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
+		EXPECT_EQ(0, live_wait("works", 0, 10000));
+	}
 }
 
 /*
@@ -322,6 +317,8 @@ TEST_F_TIMEOUT(life, context_freed_when_worker_lets_go, 60)
 	char *mem;
 	int uffd;
 
+	if (self->base < 0)
+		SKIP(return, "no %s (debugfs not mounted?)", LIVE_PATH);
 	ASSERT_EQ(0, gru_open(&g, 0));
 	uffd = uffd_new();
 	if (uffd < 0) {
@@ -488,7 +485,8 @@ TEST_F_TIMEOUT(life, stalled_contexts_cannot_park_every_slot, 240)
 	close(pfd[0]);
 	gru_close(&g);
 	free(pids);
-	EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
+	if (self->base >= 0)
+		EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
 }
 
 /* The parked instruction learns why it lost its slot. */
@@ -804,8 +802,10 @@ TEST_F_TIMEOUT(life, kill_storm_leaves_nothing_behind, 600)
 		}
 	}
 	TH_LOG("%d processes, %d killed", rounds * per_round, killed);
-	EXPECT_EQ(self->base, live_wait("contexts", self->base, 20000));
-	EXPECT_EQ(0, live_wait("works", 0, 20000));
+	if (self->base >= 0) {
+		EXPECT_EQ(self->base, live_wait("contexts", self->base, 20000));
+		EXPECT_EQ(0, live_wait("works", 0, 20000));
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -31,11 +31,16 @@ static int ioctl_errno(int fd, unsigned long req, void *arg)
 
 int gru_open(struct gru_ctx *ctx, unsigned int lib_flags)
 {
+	return gru_open_path(ctx, GRU_DEV_PATH, lib_flags);
+}
+
+int gru_open_path(struct gru_ctx *ctx, const char *path, unsigned int lib_flags)
+{
 	void *w;
 	int err;
 
 	memset(ctx, 0, sizeof(*ctx));
-	ctx->fd = open(GRU_DEV_PATH, O_RDWR | O_CLOEXEC);
+	ctx->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (ctx->fd < 0)
 		return -errno;
 	w = mmap(NULL, GRU_WINDOW_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,

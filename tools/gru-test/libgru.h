@@ -96,6 +96,15 @@ struct gru_exc {
 int gru_open(struct gru_ctx *ctx, unsigned int lib_flags);
 
 /**
+ * gru_open_path() - gru_open() of another device node (/dev/gru1, ...)
+ * @ctx: filled in
+ * @path: the device node
+ * @lib_flags: GRU_LIB_* flags
+ * Return: as gru_open().
+ */
+int gru_open_path(struct gru_ctx *ctx, const char *path, unsigned int lib_flags);
+
+/**
  * gru_close() - unmap the window and close the context
  * @ctx: an opened context; safe to call twice
  */
