@@ -184,8 +184,10 @@ if [ -n "$MUTATION" ]; then
 	# shellcheck disable=SC2086
 	run_bin gru-race --expect-violations $RACE_ARGS
 else
-	for t in gru_basic_test gru_badinput_test gru_mem_test gru_safety_test \
-		 gru_walk_stress_test gru_lifecycle_test; do
+	# First the device goes away and comes back: the rest of the suite
+	# then runs on the device that came back.
+	for t in gru_unplug_test gru_basic_test gru_badinput_test gru_mem_test \
+		 gru_safety_test gru_walk_stress_test gru_lifecycle_test; do
 		run_bin "$t"
 	done
 	# ASID reuse needs a small ASID space: reload the module for it.
