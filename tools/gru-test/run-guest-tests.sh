@@ -214,7 +214,23 @@ else
 	fi
 fi
 
-# Unloading after every user has gone must work (issue 3 "done when").
+# kmemleak (the debug kernel): nothing the module allocated may leak.
+# Scanned while the module is loaded: its frames print as symbols only then.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 5
+	echo scan > /sys/kernel/debug/kmemleak
+	leaks=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak)
+	if grep -A 30 '^unreferenced object' /sys/kernel/debug/kmemleak | grep -q 'gru_'; then
+		grep -B 5 -A 30 'gru_' /sys/kernel/debug/kmemleak | sed 's/^/# kmemleak: /' | head -n 80
+		result fail kmemleak_no_module_leaks "kmemleak reports objects allocated by gru_tlb"
+	else
+		result ok kmemleak_no_module_leaks
+		log "kmemleak: $leaks unreferenced object(s), none from gru_tlb"
+	fi
+fi
+
+# Unloading after every user has gone must work.
 if [ -z "$ONLY" ] && grep -q '^gru_tlb ' /proc/modules; then
 	mark=$(dmesg_mark)
 	params=$(module_params)
@@ -224,20 +240,6 @@ if [ -z "$ONLY" ] && grep -q '^gru_tlb ' /proc/modules; then
 		result fail module_unloads_after_all_users_exit "rmmod gru_tlb failed"
 	fi
 	dmesg_check "$mark" rmmod
-	# kmemleak (the debug kernel): nothing the module allocated may leak.
-	if [ -w /sys/kernel/debug/kmemleak ]; then
-		echo scan > /sys/kernel/debug/kmemleak
-		sleep 5
-		echo scan > /sys/kernel/debug/kmemleak
-		leaks=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak)
-		if grep -A 30 '^unreferenced object' /sys/kernel/debug/kmemleak | grep -q 'gru_'; then
-			grep -B 5 -A 30 'gru_' /sys/kernel/debug/kmemleak | sed 's/^/# kmemleak: /' | head -n 80
-			result fail kmemleak_no_module_leaks "kmemleak reports objects allocated by gru_tlb"
-		else
-			result ok kmemleak_no_module_leaks
-			log "kmemleak: $leaks unreferenced object(s), none from gru_tlb"
-		fi
-	fi
 	# Later commands (demo, benchmark) still want the driver.
 	ko=$(find / -xdev -name gru_tlb.ko 2>/dev/null | head -n 1)
 	# shellcheck disable=SC2086

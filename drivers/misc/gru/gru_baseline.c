@@ -15,6 +15,7 @@
 #include <linux/mm.h>
 #include <linux/hmm.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/xarray.h>
 #include <linux/userfaultfd_k.h>
 #include "gru_core.h"
@@ -96,6 +97,11 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 		goto out;
 
 	for (tries = 0; tries < GRU_SLOW_RETRIES; tries++) {
+		/* the worker was told to give up (SIGKILL) */
+		if (fatal_signal_pending(current)) {
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
 		spin_lock_irqsave(&gmm->lock, flags);
 		if (gmm->released || ctx->dead) {
 			spin_unlock_irqrestore(&gmm->lock, flags);
@@ -137,6 +143,17 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 			set_page_dirty_lock(page);
 
 		spin_lock_irqsave(&gmm->lock, flags);
+		/*
+		 * Release flushes the ASID after marking the context dead
+		 * under this lock: a worker that slept through it (in the
+		 * fault above) must neither pin nor install anything.
+		 */
+		if (gmm->released || ctx->dead) {
+			spin_unlock_irqrestore(&gmm->lock, flags);
+			unpin_user_page(page);
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
 		if (gmm->inflight || gmm->seq != seq) {
 			spin_unlock_irqrestore(&gmm->lock, flags);
 			unpin_user_page(page);
@@ -293,14 +310,15 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 	int ret, tries;
 	u64 gen, epoch, res, attr;
 	u32 err = GRU_ERR_FAULT;
-	bool unlocked;
+	bool unlocked, uffd;
 
 	if (!test_bit(0, &ctx->mni_on))
 		return GRU_ERR_FAULT;
 	if (!mmget_not_zero(mm))
 		return GRU_ERR_ABORTED;
 	for (tries = 0; tries < GRU_SLOW_RETRIES; tries++) {
-		if (READ_ONCE(ctx->dead)) {
+		/* closing, or the worker was told to give up (SIGKILL) */
+		if (READ_ONCE(ctx->dead) || fatal_signal_pending(current)) {
 			err = GRU_ERR_ABORTED;
 			break;
 		}
@@ -316,14 +334,21 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			mmap_read_unlock(mm);
 			break;
 		}
+		/*
+		 * hmm_range_fault() faults without FAULT_FLAG_ALLOW_RETRY, and
+		 * handle_userfault() cannot wait then: it fails the fault
+		 * (and warns, with CONFIG_DEBUG_VM).  In a userfaultfd range,
+		 * only look, and let fixup_user_fault() wait for the handler
+		 * like the other fill modes do.
+		 */
+		uffd = userfaultfd_armed(vma);
+		range.default_flags = uffd ? 0 : HMM_PFN_REQ_FAULT |
+				      (write ? HMM_PFN_REQ_WRITE : 0);
 		ret = hmm_range_fault(&range);
-		if (ret == -EFAULT && userfaultfd_armed(vma)) {
-			/*
-			 * hmm_range_fault() faults without FAULT_FLAG_ALLOW_RETRY,
-			 * so a userfaultfd range fails at once where the other
-			 * fill modes wait for its handler.  Wait the same way,
-			 * then look again.
-			 */
+		if (!ret && uffd && (!(pfn & HMM_PFN_VALID) ||
+				     (write && !(pfn & HMM_PFN_WRITE))))
+			ret = -EAGAIN;
+		if (ret == -EAGAIN) {
 			unlocked = false;
 			ret = fixup_user_fault(mm, va, FAULT_FLAG_REMOTE |
 					       (write ? FAULT_FLAG_WRITE : 0),
@@ -367,6 +392,9 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			break;
 		gru_asid_settle(ctx);
 	}
+	/* every try ended in "again": nothing was installed */
+	if (tries == GRU_SLOW_RETRIES)
+		err = GRU_ERR_FAULT;
 	mmput(mm);
 	return err;
 }

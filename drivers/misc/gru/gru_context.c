@@ -10,6 +10,7 @@
 #include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/delay.h>
+#include <linux/sched/signal.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 
@@ -110,7 +111,7 @@ static void gru_asid_wrap(struct gru_dev *gdev)
 	if (unlikely(delay))
 		udelay(min_t(unsigned int, delay, GRU_WRAP_SPIN_MAX_US));
 	gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
-	if (!gdev->gone)
+	if (!gru_hw_off(gdev))
 		for (i = 0; i < gdev->nctx; i++)
 			if (gdev->slots[i])
 				gru_ctx_set_asid(gdev, i, GRU_ASID_QUARANTINE);
@@ -164,6 +165,15 @@ void gru_ctx_end_stall(struct gru_ctx *ctx)
 	ctx->stall_seq++;
 	ctx->stalled = false;
 	WRITE_ONCE(ctx->callos_pending, false);
+	/*
+	 * A worker still faulting for the stall may sleep for as long as a
+	 * userfaultfd handler or a FUSE daemon wants: nobody needs its
+	 * answer now, so wake it with SIGKILL (it allows only that signal,
+	 * and only while it sits between the two updates of worker_task,
+	 * which are made under this lock).
+	 */
+	if (ctx->worker_task)
+		send_sig(SIGKILL, ctx->worker_task, 1);
 	spin_unlock_irqrestore(&gmm->lock, flags);
 }
 
@@ -233,7 +243,7 @@ void gru_ctx_unload(struct gru_ctx *ctx, bool save)
 	if (slot < 0)
 		return;
 	gru_ctx_zap(ctx);
-	if (save && !gdev->gone) {
+	if (save && !gru_hw_off(gdev)) {
 		win = gru_win(gdev, slot);
 		for (i = 0; i < GRU_SAVED_WORDS; i++)
 			ctx->saved.words[i] = readq(win + 8 * i);
@@ -243,7 +253,7 @@ void gru_ctx_unload(struct gru_ctx *ctx, bool save)
 		ctx->saved.exc_va = gru_ctx_rd(gdev, slot, GRU_CTX_EXC_VA);
 		ctx->saved.exc_info = gru_ctx_rd(gdev, slot, GRU_CTX_EXC_INFO);
 	}
-	if (!gdev->gone) {
+	if (!gru_hw_off(gdev)) {
 		gru_ctx_cmd(gdev, slot, GRU_CMD_RESET, 0);
 		gru_ctx_set_asid(gdev, slot, 0);
 	}
@@ -280,9 +290,14 @@ static bool gru_slot_stalled_long(struct gru_dev *gdev, int slot)
 
 	if (test_bit(slot, &gdev->claimed))
 		return false;
+	/*
+	 * The slot's tenure counts, not the age of the current stall: a user
+	 * answering each stall of a long instruction just before the limit
+	 * would otherwise keep its slot for as long as the instruction runs.
+	 */
 	spin_lock_irqsave(&c->gmm->lock, flags);
 	stalled = c->stalled &&
-		  time_after(jiffies, c->stall_start +
+		  time_after(jiffies, c->load_time +
 			     msecs_to_jiffies(GRU_STALL_PREEMPT_MS));
 	spin_unlock_irqrestore(&c->gmm->lock, flags);
 	return stalled;
@@ -331,6 +346,9 @@ static int gru_find_slot(struct gru_dev *gdev)
 		gru_ctx_end_stall(victim);
 		gru_ctx_cmd(gdev, i, GRU_CMD_FAIL, GRU_ERR_PREEMPTED);
 		gru_ctx_unload(victim, true);
+		/* whatever error code this device model knows */
+		victim->saved.status = GRU_ST_ERROR;
+		victim->saved.error = GRU_ERR_PREEMPTED;
 		GRU_CSTAT(victim, PREEMPTED);
 		GRU_CSTAT(victim, STEALS);
 		GRU_DSTAT(gdev, PREEMPTS);
@@ -354,8 +372,11 @@ int gru_ctx_load(struct gru_ctx *ctx)
 	int slot, i;
 
 	lockdep_assert_held(&gdev->ctx_mutex);
-	if (gru_hw_off(gdev))
+	if (gdev->gone)
 		return -ENODEV;
+	/* a function reset: retry once it is done */
+	if (gdev->resetting)
+		return -EBUSY;
 	if (ctx->slot >= 0)
 		return 0;
 	slot = gru_find_slot(gdev);
@@ -374,6 +395,12 @@ int gru_ctx_load(struct gru_ctx *ctx)
 	gru_ctx_wr(gdev, slot, GRU_CTX_VECTOR,
 		   GRU_VEC_FAULT0 + slot % (gdev->nvec - GRU_VEC_FAULT0));
 
+	/*
+	 * An unloaded context has no stall: its saved status is never
+	 * CALLOS, and nothing answers an old one after this.
+	 */
+	gru_ctx_end_stall(ctx);
+	ctx->load_time = jiffies;
 	WRITE_ONCE(gdev->slots[slot], ctx);
 	WRITE_ONCE(ctx->slot, slot);
 	asid = gru_asid_get(gdev, ctx->gmm);
@@ -392,12 +419,18 @@ void gru_ctx_abort(struct gru_ctx *ctx)
 	struct gru_dev *gdev = ctx->gdev;
 
 	lockdep_assert_held(&gdev->ctx_mutex);
-	gru_ctx_end_stall(ctx);
-	if (ctx->slot >= 0 && !gdev->gone) {
+	if (ctx->slot >= 0 && !gru_hw_off(gdev)) {
 		gru_ctx_cmd(gdev, ctx->slot, GRU_CMD_ABORT, 0);
+		/*
+		 * A handler that read the slot's miss before the abort may
+		 * still be handing it over, which opens a stall: let it
+		 * finish, so that the stall ended last is the last one.
+		 */
+		gru_sync_fault_irqs(gdev);
 	} else if (ctx->saved.status == GRU_ST_BUSY ||
 		   ctx->saved.status == GRU_ST_CALLOS) {
 		ctx->saved.status = GRU_ST_ERROR;
 		ctx->saved.error = GRU_ERR_ABORTED;
 	}
+	gru_ctx_end_stall(ctx);
 }

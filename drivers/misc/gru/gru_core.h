@@ -18,11 +18,12 @@
  * ctx_mutex inside mmap_lock).
  *
  * BAR access: under ctx_mutex, or under hw_lock, and only if the device is
- * neither gone (removed) nor resetting; both flags are written under
- * ctx_mutex and hw_lock, and a reset holds ctx_mutex from reset_prepare to
- * reset_done.  The fault handlers need neither: remove and reset_prepare
- * synchronize them after clearing the slots, and no MSI is sent while the
- * device is reset (bus mastering is off) or after remove (vectors freed).
+ * neither gone (removed) nor resetting.  Both are set under ctx_mutex and
+ * hw_lock; resetting is cleared under hw_lock alone, by reset_done, once
+ * the device works again.  While it is set no context is loaded (loads
+ * fail with -EBUSY), so under ctx_mutex only unloaded contexts are seen.
+ * The interrupt handlers read the BAR without a lock: remove frees the
+ * vectors, and reset_prepare disables them until reset_done.
  *
  * Who may touch what in hard-IRQ context (gru_fault_irq, gru_misc_irq):
  *   - gru_dev.slots[] read with READ_ONCE; a slot's context cannot be freed
@@ -269,6 +270,8 @@ struct gru_ctx {
 	u64 pend_info;
 	u64 stall_seq;
 	unsigned long stall_start;	/* jiffies */
+	struct task_struct *worker_task;	/* a worker faulting for it */
+	unsigned long load_time;	/* jiffies of the last load */
 	bool stalled;
 	bool callos_pending;
 	u64 last_service_ns;

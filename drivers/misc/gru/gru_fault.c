@@ -518,12 +518,16 @@ hand_over:
 	} else {
 		/* stays stalled; the worker resumes it */
 		gru_ctx_cmd(gdev, slot, GRU_CMD_ACK, 0);
-		/* the file's reference outlives us: unload syncs this IRQ */
+		/*
+		 * The file's reference outlives us (unload syncs this IRQ),
+		 * so dropping ours here is never the last, which would sleep.
+		 */
 		kref_get(&ctx->ref);
-		if (queue_work(gru_wq, &ctx->work))
-			atomic_inc(&gru_live[GRU_LIVE_WORKS]);
-		else
-			gru_ctx_put(ctx);
+		atomic_inc(&gru_live[GRU_LIVE_WORKS]);
+		if (!queue_work(gru_wq, &ctx->work)) {
+			atomic_dec(&gru_live[GRU_LIVE_WORKS]);
+			refcount_dec(&ctx->ref.refcount);
+		}
 		GRU_DSTAT(gdev, DEFER_WORKER);
 	}
 	return rec.va;
@@ -554,6 +558,8 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 {
 	struct gru_dev *gdev = data;
 	int slot, budget = GRU_IRQ_BUDGET;
+	/* per slot: its share of the budget, the hand-over, and rechecks */
+	unsigned int passes = 0, limit = GRU_IRQ_BUDGET + 4 * gdev->nctx;
 	unsigned long pending;
 
 	/*
@@ -566,11 +572,26 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 		GRU_DSTAT(gdev, SPURIOUS);
 		return IRQ_HANDLED;
 	}
+	/* a device that fell off the bus reads all ones: nothing to serve */
+	if (unlikely(pending == ~0UL))
+		return IRQ_NONE;
 	for_each_set_bit(slot, &pending, gdev->nctx) {
 		int round = 0, stuck = 0;
 		u64 va, last_va = ~0ULL;
 
 		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
+			/*
+			 * A handed-over slot stays stalled, so a working
+			 * device ends this loop long before; one that keeps
+			 * raising the same slot regardless is not served.
+			 */
+			if (unlikely(++passes > limit)) {
+				clear_bit_unlock(slot, &gdev->claimed);
+				dev_err_ratelimited(&gdev->pdev->dev,
+						    "slot %d keeps missing after hand-over\n",
+						    slot);
+				return IRQ_HANDLED;
+			}
 			bool defer = stuck >= GRU_IRQ_REPEAT ||
 				     ++round >= GRU_IRQ_MAX_ROUNDS ||
 				     budget <= 0;
@@ -616,6 +637,8 @@ irqreturn_t gru_misc_irq(int irq, void *data)
 	done = gru_rd(gdev, GRU_REG_DONE_PENDING);
 	if (!cause && !done)
 		return IRQ_NONE;
+	if (unlikely(cause == ~0ULL && done == ~0ULL))
+		return IRQ_NONE;	/* fell off the bus */
 	gru_wr(gdev, GRU_REG_DONE_PENDING, done);
 	gru_wr(gdev, GRU_REG_IRQ_CAUSE, cause);
 	atomic_inc(&gdev->done_events);
@@ -679,7 +702,12 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 		return GRU_ERR_ABORTED;
 
 	for (tries = 0; tries < GRU_SLOW_RETRIES; tries++) {
-		if (fatal_signal_pending(current) && current->mm == mm) {
+		/*
+		 * The caller of GRU_IOC_CALL_OS is dying, or the worker was
+		 * told that nobody waits for its answer (SIGKILL, see
+		 * gru_ctx_end_stall()), or the context is closing.
+		 */
+		if (fatal_signal_pending(current) || READ_ONCE(ctx->dead)) {
 			err = GRU_ERR_ABORTED;
 			goto out;
 		}
@@ -812,22 +840,35 @@ void gru_fault_work(struct work_struct *work)
 	struct gru_ctx *ctx = container_of(work, struct gru_ctx, work);
 	struct gru_dev *gdev = ctx->gdev;
 	unsigned long flags;
-	bool write;
+	bool write, live;
 	u64 va, seq;
 	u32 err;
 
+	/*
+	 * The fault may sleep for as long as a userfaultfd handler or a FUSE
+	 * daemon wants, and those waits are killable.  Whoever ends the
+	 * stall (release, remove, reset, a preemption) does not wait for us
+	 * but sends SIGKILL, which this kworker accepts while worker_task
+	 * names it; the signal is gone again before the next work item.
+	 */
+	allow_signal(SIGKILL);
 	spin_lock_irqsave(&ctx->gmm->lock, flags);
 	va = ctx->pend_va;
 	write = ctx->pend_info & GRU_FAULT_WRITE;
 	seq = ctx->stall_seq;
+	live = ctx->stalled && !ctx->dead;
+	if (live)
+		ctx->worker_task = current;
 	spin_unlock_irqrestore(&ctx->gmm->lock, flags);
 
-	/*
-	 * May sleep for as long as the fault takes, a userfaultfd handler
-	 * that never answers included: release, remove and reset do not
-	 * wait for us, they end the stall, and we answer nobody then.
-	 */
-	err = gru_resolve(ctx, va, write, GRU_PATH_WORKER);
+	err = live ? gru_resolve(ctx, va, write, GRU_PATH_WORKER) :
+		     GRU_ERR_ABORTED;
+
+	spin_lock_irqsave(&ctx->gmm->lock, flags);
+	ctx->worker_task = NULL;
+	spin_unlock_irqrestore(&ctx->gmm->lock, flags);
+	/* SIG_IGN again, and with it any SIGKILL still pending dropped */
+	disallow_signal(SIGKILL);
 
 	mutex_lock(&gdev->ctx_mutex);
 	if (gru_ctx_stall_current(ctx, seq)) {

@@ -114,15 +114,16 @@ static inline u64 gru_hw_dropin_locked(struct gru_dev *g, u16 asid, u64 va,
 	return gru_rd(g, GRU_REG_DI_RESULT);
 }
 
-/* hw_lock held.  Returns only once the fence has completed. */
-static inline void gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
-					    u16 asid, u64 start, u64 end)
+/*
+ * hw_lock held, and the device known to be there (reset_done restarts it
+ * before it lets anyone else at it).  Returns once the fence completed.
+ */
+static inline void __gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
+					      u16 asid, u64 start, u64 end)
 {
 	unsigned int n = 0;
 
 	lockdep_assert_held(&g->hw_lock);
-	if (gru_hw_off(g))
-		return;
 	gru_wr(g, GRU_REG_INV_ASID, asid);
 	gru_wr(g, GRU_REG_INV_START, start);
 	gru_wr(g, GRU_REG_INV_END, end);
@@ -135,6 +136,14 @@ static inline void gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
 		}
 		cpu_relax();
 	}
+}
+
+/* hw_lock held.  Does nothing while the device is gone or being reset. */
+static inline void gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
+					    u16 asid, u64 start, u64 end)
+{
+	if (!gru_hw_off(g))
+		__gru_hw_invalidate_locked(g, kind, asid, start, end);
 }
 
 static inline void gru_hw_invalidate(struct gru_dev *g, u32 kind, u16 asid,

@@ -51,6 +51,8 @@ static void gru_dev_release(struct kref *ref)
 {
 	struct gru_dev *gdev = container_of(ref, struct gru_dev, ref);
 
+	/* a work item may print about its device long after remove */
+	pci_dev_put(gdev->pdev);
 	kfree(gdev);
 	atomic_dec(&gru_live[GRU_LIVE_DEVS]);
 }
@@ -158,15 +160,19 @@ static void gru_hw_start(struct gru_dev *gdev)
  * Function reset (sysfs reset, FLR, a bus reset by the parent bridge):
  * every instruction in flight fails with GRU_ERR_ABORTED, every context
  * loses its slot and keeps its window state, and nothing touches the
- * device until reset_done.  ctx_mutex is held from here to reset_done so
- * that no context loads in between; the PCI core calls both under the
- * device lock, from one task.
+ * device until reset_done.  While resetting is set, a context cannot load
+ * (its window fault retries), and everything that would touch the BAR
+ * under ctx_mutex or hw_lock skips it.  No lock is held across to
+ * reset_done: a bus or slot reset prepares every function before it
+ * resets any, and a window fault holding mmap_lock must not wait for the
+ * whole reset on ctx_mutex.
  */
 static void gru_reset_prepare(struct pci_dev *pdev)
 {
 	struct gru_dev *gdev = pci_get_drvdata(pdev);
 	struct gru_ctx *ctx;
 	unsigned long flags;
+	unsigned int i;
 
 	mutex_lock(&gdev->ctx_mutex);
 	list_for_each_entry(ctx, &gdev->ctxs, dev_node) {
@@ -178,29 +184,40 @@ static void gru_reset_prepare(struct pci_dev *pdev)
 	spin_lock_irqsave(&gdev->hw_lock, flags);
 	gdev->resetting = true;
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
-	/* no handler may read the BAR from here on */
-	gru_sync_fault_irqs(gdev);
-	synchronize_irq(pci_irq_vector(pdev, GRU_VEC_MISC));
+	mutex_unlock(&gdev->ctx_mutex);
+	/*
+	 * The handlers read the BAR without a lock.  An MSI the abort above
+	 * raised may still be on its way to a CPU: keep the vectors off (a
+	 * message arriving meanwhile is replayed by enable_irq()).
+	 */
+	for (i = 0; i < gdev->nvec; i++)
+		disable_irq(pci_irq_vector(pdev, i));
 }
 
 /*
- * The reset zeroed INV_GEN, the vector table and the enable bit, and
- * emptied the TLB.  A fill that sampled INV_GEN before it sees the epoch
- * move on and walks again; ASIDs stay valid, as no entry survived.  The
- * PCI core restored config space and MSI-X before calling us.
+ * The reset zeroed INV_GEN, the vector table and the slots' ASIDs, and
+ * emptied the TLB (or, if it failed, left it as it was: flush it).  The
+ * device is restarted before anyone else may touch it again, in the
+ * hw_lock section that ends the reset.  A fill that sampled INV_GEN before
+ * carries the old epoch and walks again; ASIDs stay valid, as no entry
+ * survived.  The PCI core restored config space and MSI-X before this.
  */
 static void gru_reset_done(struct pci_dev *pdev)
 {
 	struct gru_dev *gdev = pci_get_drvdata(pdev);
 	unsigned long flags;
+	unsigned int i;
 
 	spin_lock_irqsave(&gdev->hw_lock, flags);
-	gdev->resetting = false;
+	gru_program_cpuvec(gdev);
+	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
+	__gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
 	gdev->hw_epoch++;
+	gdev->resetting = false;
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
-	gru_hw_start(gdev);
+	for (i = 0; i < gdev->nvec; i++)
+		enable_irq(pci_irq_vector(pdev, i));
 	GRU_DSTAT(gdev, RESETS);
-	mutex_unlock(&gdev->ctx_mutex);
 	/* GRU_IOC_WAIT sleepers: their instructions were aborted */
 	wake_up_all(&gdev->done_wq);
 }
@@ -220,7 +237,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	gdev = kzalloc(sizeof(*gdev), GFP_KERNEL);
 	if (!gdev)
 		return -ENOMEM;
-	gdev->pdev = pdev;
+	gdev->pdev = pci_dev_get(pdev);
 	kref_init(&gdev->ref);
 	atomic_inc(&gru_live[GRU_LIVE_DEVS]);
 	spin_lock_init(&gdev->hw_lock);
