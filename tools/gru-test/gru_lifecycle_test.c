@@ -318,7 +318,6 @@ TEST_F_TIMEOUT(life, close_releases_a_worker_asleep_in_a_fault, 60)
 	struct gru_insn i = { .opcode = GRU_OPC_LOAD };
 	static char page[PAGE_SZ] __attribute__((aligned(4096)));
 	struct gru_ctx g;
-	uint64_t t0;
 	char *mem;
 	int uffd;
 
