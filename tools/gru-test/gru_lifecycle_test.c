@@ -385,20 +385,24 @@ static long long dev_stat(const char *name)
 /*
  * In pinned mode a worker asleep in the fault must not pin (or install)
  * anything once its context is closed, even when the fault is answered
- * after the close.
+ * after the close.  A second context of the process keeps the mm's
+ * device state (and so any such pin) alive while we look.
  */
 TEST_F_TIMEOUT(life, closed_pinned_worker_pins_nothing, 60)
 {
 	struct gru_insn i = { .opcode = GRU_OPC_LOAD };
 	static char page[PAGE_SZ] __attribute__((aligned(4096)));
+	struct gru_tlb_probe pr;
+	struct gru_ctx g, keep;
 	long long pins;
-	struct gru_ctx g;
 	char *mem;
 	int uffd;
 
 	pins = dev_stat("pins_live");
 	if (self->base < 0 || pins < 0)
 		SKIP(return, "no gru debugfs");
+	ASSERT_EQ(0, gru_open(&keep, 0));
+	ASSERT_EQ(0, gru_nop(&keep));
 	ASSERT_EQ(0, gru_open(&g, 0));
 	uffd = uffd_new();
 	if (uffd < 0) {
@@ -416,8 +420,11 @@ TEST_F_TIMEOUT(life, closed_pinned_worker_pins_nothing, 60)
 	gru_close(&g);
 	memset(page, 0x6b, sizeof(page));
 	uffd_copy(uffd, mem, page, true);
-	EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
+	EXPECT_EQ(self->base + 1, live_wait("contexts", self->base + 1, 10000));
 	EXPECT_EQ(pins, dev_stat("pins_live"));
+	ASSERT_EQ(0, gru_tlb_probe(&keep, (uintptr_t)mem, &pr));
+	EXPECT_EQ(0, pr.hit);
+	gru_close(&keep);
 	close(uffd);
 	munmap(mem, PAGE_SZ);
 }
@@ -621,7 +628,7 @@ TEST_F_TIMEOUT(life, stalls_answered_in_time_still_give_way, 180)
 				}
 				if (!seen[k]) {
 					seen[k] = now_ms();
-				} else if (now_ms() - seen[k] >= 60) {
+				} else if (now_ms() - seen[k] >= 30) {
 					gru_call_os(&p[k], NULL);
 					seen[k] = 0;
 				}
