@@ -490,6 +490,96 @@ TEST(hmm_mode_waits_for_userfaultfd_handler)
 	munmap(a.page, PAGE_SZ);
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+struct race_arg {
+	struct gru_ctx *g;
+	void *big;
+	size_t len;
+	volatile int go;
+	int ret;
+};
+
+/* Holds the mmap lock for reading for as long as the populate runs. */
+static void *hold_mmap_lock(void *p)
+{
+	struct race_arg *a = p;
+
+	while (!a->go)
+		;
+	madvise(a->big, a->len, MADV_POPULATE_READ);
+	return NULL;
+}
+
+static void *enable_hmm(void *p)
+{
+	struct race_arg *a = p;
+	struct gru_ctx_opts o = { .flags = GRU_OPT_CALLOS,
+				  .fill_mode = GRU_FILL_HMM };
+
+	a->ret = ioctl(a->g->fd, GRU_IOC_SET_OPTS, &o) ? -errno : 0;
+	return NULL;
+}
+
+/*
+ * Two GRU_IOC_SET_OPTS(HMM) at once, the first stuck inserting its
+ * interval notifier (which waits for the mmap lock): the second must not
+ * switch the context to a notifier that is not there yet.  It used to
+ * return at once, and the next miss used the half-made notifier (a NULL
+ * mm: an oops).
+ */
+TEST(hmm_enable_race_waits_for_the_first)
+{
+	struct gru_insn nop = { .opcode = GRU_OPC_NOP };
+	struct gru_insn ld = { .opcode = GRU_OPC_LOAD };
+	struct gru_ctx_opts o = { .flags = GRU_OPT_CALLOS,
+				  .fill_mode = GRU_FILL_HMM };
+	struct race_arg a = { .len = 2UL << 30 };
+	pthread_t th, te;
+	struct gru_ctx g;
+	uint64_t *buf;
+	int ret;
+
+	if (!gru_present())
+		SKIP(return, "no /dev/gru");
+	ASSERT_EQ(0, gru_open(&g, 0));
+	a.g = &g;
+	ASSERT_EQ(0, gru_run(&g, &nop, NULL));	/* window PTE present */
+	buf = mmap(NULL, 16 * PAGE_SZ, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	buf[0] = 0x4d4d;
+	/* no fault of ours may queue behind the waiting mmap_write_lock */
+	ASSERT_EQ(0, pthread_create(&th, NULL, hold_mmap_lock, &a));
+	a.big = mmap(NULL, a.len, PROT_READ,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, a.big);
+	madvise(a.big, a.len, MADV_NOHUGEPAGE);
+	if (mlockall(MCL_CURRENT))
+		SKIP(return, "mlockall: %s", strerror(errno));
+
+	a.go = 1;
+	usleep(100000);
+	ASSERT_EQ(0, pthread_create(&te, NULL, enable_hmm, &a));
+	usleep(200000);
+	ret = ioctl(g.fd, GRU_IOC_SET_OPTS, &o) ? -errno : 0;
+	ASSERT_EQ(0, ret);
+	ld.addr = (uintptr_t)buf;
+	ASSERT_EQ(0, gru_issue(&g, &ld));
+	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
+	ASSERT_EQ(0, gru_call_os(&g, NULL));
+	ASSERT_EQ(GRU_ST_DONE, wait_not_busy(&g, 10000));
+	EXPECT_EQ(0x4d4d, g.win[GRU_WIN_RESULT / 8]);
+	pthread_join(te, NULL);
+	pthread_join(th, NULL);
+	EXPECT_EQ(0, a.ret);
+	munlockall();
+	munmap(a.big, a.len);
+	gru_close(&g);
+}
+
 /*
  * More processes than hardware contexts park their instruction in
  * call-OS and never answer.  Another process must still get a slot and

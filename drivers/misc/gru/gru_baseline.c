@@ -17,7 +17,6 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/xarray.h>
-#include <linux/userfaultfd_k.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
@@ -122,7 +121,10 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 			err = GRU_ERR_ABORTED;
 			goto out;
 		}
-		mmap_read_lock(mm);
+		if (mmap_read_lock_killable(mm)) {
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
 		locked = 1;
 		vma = vma_lookup(mm, va);
 		err = gru_vma_error(vma, write);
@@ -264,14 +266,24 @@ static const struct mmu_interval_notifier_ops gru_hmm_ops = {
  */
 int gru_hmm_enable(struct gru_ctx *ctx)
 {
-	int ret;
+	int ret = 0;
 
-	if (test_and_set_bit(0, &ctx->mni_on))
-		return 0;
-	ret = mmu_interval_notifier_insert(&ctx->mni, ctx->mm, 0,
-					   TASK_SIZE_MAX, &gru_hmm_ops);
-	if (ret)
-		clear_bit(0, &ctx->mni_on);
+	/*
+	 * The first insertion on an mm registers with it and waits for its
+	 * mmap_lock, for as long as its threads hold it: a second caller
+	 * must wait for that too, and learn its outcome, rather than switch
+	 * the context to a notifier that is not there yet.
+	 */
+	mutex_lock(&ctx->mni_lock);
+	if (!ctx->mni_ready) {
+		ret = mmu_interval_notifier_insert(&ctx->mni, ctx->mm, 0,
+						   TASK_SIZE_MAX, &gru_hmm_ops);
+		if (!ret) {
+			/* pairs with gru_hmm_fill(): the notifier is complete */
+			smp_store_release(&ctx->mni_ready, true);
+		}
+	}
+	mutex_unlock(&ctx->mni_lock);
 	return ret;
 }
 
@@ -281,7 +293,7 @@ int gru_hmm_enable(struct gru_ctx *ctx)
  */
 void gru_hmm_disable(struct gru_ctx *ctx)
 {
-	if (test_bit(0, &ctx->mni_on))
+	if (ctx->mni_ready)
 		mmu_interval_notifier_remove(&ctx->mni);
 }
 
@@ -303,16 +315,16 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 		.start		= va & PAGE_MASK,
 		.end		= (va & PAGE_MASK) + PAGE_SIZE,
 		.hmm_pfns	= &pfn,
-		.default_flags	= HMM_PFN_REQ_FAULT |
-				  (write ? HMM_PFN_REQ_WRITE : 0),
+		.default_flags	= 0,	/* look only: see below */
 	};
 	struct vm_area_struct *vma;
 	int ret, tries;
 	u64 gen, epoch, res, attr;
 	u32 err = GRU_ERR_FAULT;
-	bool unlocked, uffd;
+	bool unlocked;
 
-	if (!test_bit(0, &ctx->mni_on))
+	/* pairs with gru_hmm_enable(): use the notifier only once inserted */
+	if (!smp_load_acquire(&ctx->mni_ready))
 		return GRU_ERR_FAULT;
 	if (!mmget_not_zero(mm))
 		return GRU_ERR_ABORTED;
@@ -327,7 +339,10 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			err = GRU_ERR_ABORTED;
 			break;
 		}
-		mmap_read_lock(mm);
+		if (mmap_read_lock_killable(mm)) {
+			err = GRU_ERR_ABORTED;
+			break;
+		}
 		vma = vma_lookup(mm, va);
 		err = gru_vma_error(vma, write);
 		if (err) {
@@ -335,18 +350,24 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 			break;
 		}
 		/*
-		 * hmm_range_fault() faults without FAULT_FLAG_ALLOW_RETRY, and
-		 * handle_userfault() cannot wait then: it fails the fault
-		 * (and warns, with CONFIG_DEBUG_VM).  In a userfaultfd range,
-		 * only look, and let fixup_user_fault() wait for the handler
-		 * like the other fill modes do.
+		 * hmm_range_fault() only looks.  Faulting through it would
+		 * fault without FAULT_FLAG_ALLOW_RETRY or _KILLABLE: with the
+		 * mmap lock held across a page lock or a FUSE read that may
+		 * never end (so khugepaged, and every reader queued behind
+		 * it, would wait too), and with handle_userfault() failing a
+		 * userfaultfd range at once instead of waiting for its
+		 * handler.  fixup_user_fault() faults the way the other
+		 * modes do, dropping the lock to wait, and killably.
 		 */
-		uffd = userfaultfd_armed(vma);
-		range.default_flags = uffd ? 0 : HMM_PFN_REQ_FAULT |
-				      (write ? HMM_PFN_REQ_WRITE : 0);
 		ret = hmm_range_fault(&range);
-		if (!ret && uffd && (!(pfn & HMM_PFN_VALID) ||
-				     (write && !(pfn & HMM_PFN_WRITE))))
+		if (!ret && (pfn & HMM_PFN_ERROR)) {
+			/* a mapping HMM will not mirror (no VM_READ, PFN map) */
+			mmap_read_unlock(mm);
+			err = GRU_ERR_PROT;
+			break;
+		}
+		if (!ret && (!(pfn & HMM_PFN_VALID) ||
+			     (write && !(pfn & HMM_PFN_WRITE))))
 			ret = -EAGAIN;
 		if (ret == -EAGAIN) {
 			unlocked = false;
@@ -372,6 +393,12 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 		if (write && (pfn & HMM_PFN_WRITE))
 			attr |= GRU_ATTR_WRITE;
 		spin_lock_irqsave(&gmm->lock, flags);
+		/* closed while we faulted: release flushed the ASID already */
+		if (gmm->released || ctx->dead) {
+			spin_unlock_irqrestore(&gmm->lock, flags);
+			err = GRU_ERR_ABORTED;
+			break;
+		}
 		if (mmu_interval_read_retry(&ctx->mni, range.notifier_seq)) {
 			spin_unlock_irqrestore(&gmm->lock, flags);
 			GRU_CSTAT(ctx, RETRIES);

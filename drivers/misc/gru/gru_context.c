@@ -162,6 +162,8 @@ void gru_ctx_end_stall(struct gru_ctx *ctx)
 
 	lockdep_assert_held(&ctx->gdev->ctx_mutex);
 	spin_lock_irqsave(&gmm->lock, flags);
+	if (ctx->stalled)
+		ctx->stall_total += jiffies - ctx->stall_start;
 	ctx->stall_seq++;
 	ctx->stalled = false;
 	WRITE_ONCE(ctx->callos_pending, false);
@@ -291,14 +293,17 @@ static bool gru_slot_stalled_long(struct gru_dev *gdev, int slot)
 	if (test_bit(slot, &gdev->claimed))
 		return false;
 	/*
-	 * The slot's tenure counts, not the age of the current stall: a user
-	 * answering each stall of a long instruction just before the limit
-	 * would otherwise keep its slot for as long as the instruction runs.
+	 * All the time stalled since the load counts, not the age of the
+	 * current stall: a user answering each stall of a long instruction
+	 * just before a limit would otherwise keep its slot for as long as
+	 * the instruction runs.  Not the time loaded either: a context whose
+	 * misses the worker answers in microseconds (they round to no
+	 * jiffy) would then lose its instruction at its next miss.
 	 */
 	spin_lock_irqsave(&c->gmm->lock, flags);
 	stalled = c->stalled &&
-		  time_after(jiffies, c->load_time +
-			     msecs_to_jiffies(GRU_STALL_PREEMPT_MS));
+		  c->stall_total + (jiffies - c->stall_start) >
+		  msecs_to_jiffies(GRU_STALL_PREEMPT_MS);
 	spin_unlock_irqrestore(&c->gmm->lock, flags);
 	return stalled;
 }
@@ -400,7 +405,7 @@ int gru_ctx_load(struct gru_ctx *ctx)
 	 * CALLOS, and nothing answers an old one after this.
 	 */
 	gru_ctx_end_stall(ctx);
-	ctx->load_time = jiffies;
+	ctx->stall_total = 0;
 	WRITE_ONCE(gdev->slots[slot], ctx);
 	WRITE_ONCE(ctx->slot, slot);
 	asid = gru_asid_get(gdev, ctx->gmm);

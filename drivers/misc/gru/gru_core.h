@@ -86,8 +86,9 @@
 #define GRU_WRAP_SPIN_MAX_US	2000	/* ... and its busy-wait under hw_lock */
 /*
  * A context stalled on the OS (call-OS, or a miss the worker has not
- * answered) for this long may lose its slot to a context that needs one:
- * its instruction fails with GRU_ERR_PREEMPTED.
+ * answered) that has spent this long stalled since it was loaded may lose
+ * its slot to a context that needs one: its instruction fails with
+ * GRU_ERR_PREEMPTED.
  */
 #define GRU_STALL_PREEMPT_MS	100
 /*
@@ -271,12 +272,13 @@ struct gru_ctx {
 	u64 stall_seq;
 	unsigned long stall_start;	/* jiffies */
 	struct task_struct *worker_task;	/* a worker faulting for it */
-	unsigned long load_time;	/* jiffies of the last load */
+	unsigned long stall_total;	/* jiffies stalled since the load */
 	bool stalled;
 	bool callos_pending;
 	u64 last_service_ns;
 	struct mmu_interval_notifier mni;	/* GRU_FILL_HMM */
-	unsigned long mni_on;			/* bit 0: mni inserted */
+	struct mutex mni_lock;		/* serialises the insertion */
+	bool mni_ready;			/* mni inserted (release/acquire) */
 	atomic64_t stat[GRU_CS_NR];
 };
 

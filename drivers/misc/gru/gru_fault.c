@@ -590,7 +590,7 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 				dev_err_ratelimited(&gdev->pdev->dev,
 						    "slot %d keeps missing after hand-over\n",
 						    slot);
-				return IRQ_HANDLED;
+				break;
 			}
 			bool defer = stuck >= GRU_IRQ_REPEAT ||
 				     ++round >= GRU_IRQ_MAX_ROUNDS ||
@@ -711,7 +711,10 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 			err = GRU_ERR_ABORTED;
 			goto out;
 		}
-		mmap_read_lock(mm);
+		if (mmap_read_lock_killable(mm)) {
+			err = GRU_ERR_ABORTED;
+			goto out;
+		}
 		vma = vma_lookup(mm, va);
 		err = gru_vma_error(vma, write);
 		if (err) {

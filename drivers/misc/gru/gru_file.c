@@ -124,13 +124,14 @@ static int gru_open(struct inode *inode, struct file *file)
 
 	if (!current->mm)
 		return -EINVAL;
-	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
 		return -ENOMEM;
 	ctx->gdev = gdev;
 	ctx->slot = -1;
 	ctx->mm = current->mm;
 	kref_init(&ctx->ref);
+	mutex_init(&ctx->mni_lock);
 	INIT_WORK(&ctx->work, gru_fault_work);
 	address_space_init_once(&ctx->mapping);
 	ctx->mapping.host = inode;

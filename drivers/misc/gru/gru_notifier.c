@@ -232,7 +232,7 @@ static struct mmu_notifier *gru_mn_alloc(struct mm_struct *mm)
 	 * mmu_notifier_get_locked() before registration, so a callback that
 	 * races with gru_mm_get() never sees a half-built gru_mm.
 	 */
-	struct gru_mm *gmm = kzalloc(sizeof(*gmm), GFP_KERNEL);
+	struct gru_mm *gmm = kzalloc(sizeof(*gmm), GFP_KERNEL_ACCOUNT);
 
 	if (!gmm)
 		return ERR_PTR(-ENOMEM);
