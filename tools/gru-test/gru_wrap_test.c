@@ -102,6 +102,7 @@ struct wrap_report {
 	unsigned int err_enxio;	/* NO_CONTEXT: refused as not loaded */
 	unsigned int err_enomem;	/* FAULT: no stable translation */
 	unsigned int err_other;
+	unsigned int preempted;	/* reissued after -EAGAIN (GRU_ERR_PREEMPTED) */
 	int first_err;
 	unsigned int final_bad;	/* words wrong in its memory at the end */
 	int first_opc;		/* first wrong result: opcode and values */
@@ -268,6 +269,18 @@ static void note_wrong(struct wrap_report *rep, int p, int opc,
 	}
 }
 
+/*
+ * A stall the driver preempted (another context needed the slot while this
+ * one waited too long, here mostly on a delayed wrap) fails with -EAGAIN
+ * before the instruction did anything: issue it again, as documented.
+ */
+#define REISSUE(rep, call) ({					\
+	int __r, __n = 0;					\
+	while ((__r = (call)) == -EAGAIN && ++__n < 100)	\
+		(rep)->preempted++;				\
+	__r;							\
+})
+
 /* A failed instruction, by errno (see libgru.h for the mapping). */
 static void note_err(struct wrap_report *rep, int err)
 {
@@ -328,14 +341,14 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 		k = i % WRAP_PAGES;
 		pg = common + k * (PAGE_SZ / 8);
 
-		ret = gru_load(&c, &pg[W_PATTERN], &v);
+		ret = REISSUE(&rep, gru_load(&c, &pg[W_PATTERN], &v));
 		rep.ops++;
 		if (ret)
 			note_err(&rep, ret);
 		else if (v != pattern_of(p, k))
 			note_wrong(&rep, p, GRU_OPC_LOAD, v, pattern_of(p, k));
 
-		ret = gru_fadd(&c, &pg[W_COUNTER], 1, &v);
+		ret = REISSUE(&rep, gru_fadd(&c, &pg[W_COUNTER], 1, &v));
 		rep.ops++;
 		if (ret) {
 			note_err(&rep, ret);
@@ -347,13 +360,13 @@ static void wrap_worker(int p, uint64_t *common, struct wrap_ctl *ctl,
 			count[k]++;
 		}
 
-		ret = gru_store(&c, &pg[W_STORE], store_of(p, i));
+		ret = REISSUE(&rep, gru_store(&c, &pg[W_STORE], store_of(p, i)));
 		rep.ops++;
 		if (ret) {
 			note_err(&rep, ret);
 		} else {
 			last_store[k] = store_of(p, i);
-			ret = gru_load(&c, &pg[W_STORE], &v);
+			ret = REISSUE(&rep, gru_load(&c, &pg[W_STORE], &v));
 			rep.ops++;
 			if (ret)
 				note_err(&rep, ret);
@@ -437,7 +450,7 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 	unsigned int iters = env_uint("GRU_WRAP_ITERS", WRAP_ITERS_DEFAULT);
 	int nworkers = (int)self->max_asid + 4;
 	unsigned int foreign = 0, wrong = 0, enxio = 0, enomem = 0, other = 0;
-	unsigned int final_bad = 0, churn_ops = 0;
+	unsigned int final_bad = 0, churn_ops = 0, preempted = 0;
 	unsigned long long steals = 0;
 	int fds[2], ready[2], status, n, done = 0;
 	long long wraps0, wraps1;
@@ -488,6 +501,7 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 		enxio += rep.err_enxio;
 		enomem += rep.err_enomem;
 		other += rep.err_other;
+		preempted += rep.preempted;
 		final_bad += rep.final_bad;
 		steals += rep.steals;
 		if (rep.foreign || rep.wrong)
@@ -515,8 +529,8 @@ TEST_F_TIMEOUT(wrap, no_alias_across_wraps, 900)
 	TH_LOG("%d workers x %u rounds, helper %u open/close, max_asid %lld, delay %u us: %lld wraps, %llu steals",
 	       nworkers, iters, churn_ops, self->max_asid, variant->delay_us,
 	       wraps1 - wraps0, steals);
-	TH_LOG("isolation: %u results of another process, %u other wrong results, %u wrong words at the end; failed instructions: %u NO_CONTEXT, %u FAULT, %u other",
-	       foreign, wrong, final_bad, enxio, enomem, other);
+	TH_LOG("isolation: %u results of another process, %u other wrong results, %u wrong words at the end; failed instructions: %u NO_CONTEXT, %u FAULT, %u other; %u reissued after a preemption",
+	       foreign, wrong, final_bad, enxio, enomem, other, preempted);
 	/* isolation: no result and no word of memory from another process */
 	EXPECT_EQ(0, foreign);
 	EXPECT_EQ(0, wrong);
