@@ -203,7 +203,7 @@ u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
 	}
 	err = GRU_ERR_FAULT;
 out:
-	mmput(mm);
+	mmput_async(mm);
 	return err;
 }
 
@@ -422,7 +422,7 @@ u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
 	/* every try ended in "again": nothing was installed */
 	if (tries == GRU_SLOW_RETRIES)
 		err = GRU_ERR_FAULT;
-	mmput(mm);
+	mmput_async(mm);
 	return err;
 }
 #else /* !CONFIG_HMM_MIRROR: an out-of-tree build against a kernel without HMM */

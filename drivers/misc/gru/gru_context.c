@@ -206,8 +206,12 @@ bool gru_ctx_stall_current(struct gru_ctx *ctx, u64 seq)
 	return cur;
 }
 
-/* Stop user space from touching the window: its next access faults. */
-static void gru_ctx_zap(struct gru_ctx *ctx)
+/**
+ * gru_ctx_zap() - stop user space from touching the window
+ * @ctx: the context; its next window access faults (and waits for
+ *	ctx_mutex, if the caller holds it)
+ */
+void gru_ctx_zap(struct gru_ctx *ctx)
 {
 	unmap_mapping_range(&ctx->mapping, 0, GRU_WINDOW_SIZE, 1);
 }
@@ -263,6 +267,17 @@ void gru_ctx_unload(struct gru_ctx *ctx, bool save)
 	/* no fault handler may still look at this slot's old owner */
 	gru_sync_fault_irqs(gdev);
 	WRITE_ONCE(ctx->slot, -1);
+	/*
+	 * A context never waits unloaded: one that stalled (or was started
+	 * by a doorbell) after its caller's abort comes back failed, and
+	 * nothing answers the stall.
+	 */
+	if (ctx->saved.status == GRU_ST_BUSY ||
+	    ctx->saved.status == GRU_ST_CALLOS) {
+		ctx->saved.status = GRU_ST_ERROR;
+		ctx->saved.error = GRU_ERR_ABORTED;
+	}
+	gru_ctx_end_stall(ctx);
 }
 
 /* An idle context is one with no instruction running or stalled. */

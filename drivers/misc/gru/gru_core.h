@@ -23,7 +23,8 @@
  * the device works again.  While it is set no context is loaded (loads
  * fail with -EBUSY), so under ctx_mutex only unloaded contexts are seen.
  * The interrupt handlers read the BAR without a lock: remove frees the
- * vectors, and reset_prepare disables them until reset_done.
+ * vectors, and reset_prepare syncs them after setting resetting, which
+ * they check first.
  *
  * Who may touch what in hard-IRQ context (gru_fault_irq, gru_misc_irq):
  *   - gru_dev.slots[] read with READ_ONCE; a slot's context cannot be freed
@@ -69,6 +70,8 @@
 #include <linux/fs.h>
 #include <linux/atomic.h>
 #include <linux/xarray.h>
+#include <linux/uidgid.h>
+#include <linux/refcount.h>
 #include <uapi/misc/gru.h>
 #include <linux/gru_regs.h>
 
@@ -91,6 +94,7 @@
  * GRU_ERR_PREEMPTED.
  */
 #define GRU_STALL_PREEMPT_MS	100
+#define GRU_USER_WORKS		32	/* fault work items per user */
 /*
  * An ASID never handed to an mm: loaded slots hold it between an ASID
  * wrap's flush and their reassignment.  It has no entries, so a slot
@@ -152,10 +156,19 @@ enum gru_dstat {
 	GRU_DS_PREEMPTS,	/* stalled contexts failed to free a slot */
 	GRU_DS_RESETS,		/* function resets survived */
 	GRU_DS_IRQ_BUDGET,	/* interrupts that used up GRU_IRQ_BUDGET */
+	GRU_DS_USER_WORKS,	/* misses failed: the user's works all busy */
 	GRU_DS_NR,
 };
 
 struct gru_ctx;
+
+/* Per-user accounting of fault work items (gru_main.c). */
+struct gru_user {
+	struct hlist_node node;
+	kuid_t uid;
+	refcount_t ref;
+	atomic_t works;		/* queued or running, zombies included */
+};
 
 /*
  * struct gru_dev - one PCI function.  mn_ops is a per-device copy of the
@@ -195,6 +208,7 @@ struct gru_dev {
 	int index;			/* minor name: gru, gru1, ... */
 	struct list_head ctxs;		/* all open contexts, ctx_mutex */
 
+	struct work_struct rescan;	/* misses a bounded IRQ left over */
 	wait_queue_head_t done_wq;	/* GRU_IOC_WAIT sleepers */
 	atomic_t done_events;		/* completion IRQs, for their wake-up */
 	struct dentry *dbg;
@@ -261,6 +275,7 @@ struct gru_ctx {
 	struct gru_ctx_opts opts;
 	struct gru_saved saved;
 	struct kref ref;
+	struct gru_user *user;		/* the opener's, for GRU_USER_WORKS */
 	struct work_struct work;
 	/*
 	 * The miss handed to the worker or to call-OS (gru_mm.lock).  A stall
@@ -291,7 +306,7 @@ static inline struct gru_dev *gru_mm_dev(struct gru_mm *gmm)
 /* The BAR must not be touched: hw_lock or ctx_mutex held. */
 static inline bool gru_hw_off(struct gru_dev *gdev)
 {
-	return gdev->gone || gdev->resetting;
+	return READ_ONCE(gdev->gone) || READ_ONCE(gdev->resetting);
 }
 
 #define GRU_DSTAT(g, s)		atomic64_inc(&(g)->stat[GRU_DS_##s])
@@ -314,6 +329,8 @@ extern unsigned int gru_asid_wrap_delay_us;
 
 /* gru_main.c */
 void gru_dev_put(struct gru_dev *gdev);
+struct gru_user *gru_user_get(void);
+void gru_user_put(struct gru_user *u);
 void gru_sync_fault_irqs(struct gru_dev *gdev);
 
 /* gru_file.c */
@@ -323,6 +340,7 @@ void gru_ctx_put(struct gru_ctx *ctx);
 /* gru_fault.c */
 irqreturn_t gru_fault_irq(int irq, void *data);
 irqreturn_t gru_misc_irq(int irq, void *data);
+void gru_fault_rescan(struct work_struct *work);
 void gru_fault_work(struct work_struct *work);
 int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path);
 u32 gru_resolve(struct gru_ctx *ctx, u64 va, bool write, int path);
@@ -345,6 +363,7 @@ void gru_mm_init_ops(struct gru_dev *gdev);
 int gru_ctx_load(struct gru_ctx *ctx);
 void gru_ctx_unload(struct gru_ctx *ctx, bool save);
 void gru_ctx_abort(struct gru_ctx *ctx);
+void gru_ctx_zap(struct gru_ctx *ctx);
 u64 gru_ctx_status(struct gru_ctx *ctx);
 void gru_ctx_end_stall(struct gru_ctx *ctx);
 bool gru_ctx_stall_current(struct gru_ctx *ctx, u64 seq);

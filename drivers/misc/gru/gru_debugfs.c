@@ -43,6 +43,7 @@ static const char * const gru_dstat_names[GRU_DS_NR] = {
 	[GRU_DS_PREEMPTS]	= "preempts",
 	[GRU_DS_RESETS]		= "resets",
 	[GRU_DS_IRQ_BUDGET]	= "irq_budget",
+	[GRU_DS_USER_WORKS]	= "user_works_full",
 };
 
 static const char * const gru_cstat_names[GRU_CS_NR] = {

@@ -413,6 +413,12 @@ static void gru_fail(struct gru_ctx *ctx, int slot, u32 err)
  * gru_mm.lock so that the worker and GRU_IOC_CALL_OS read one stall's
  * address, kind and number together.
  */
+/* The file's reference is held across the handler: this cannot be last. */
+static void gru_ctx_never_freed_here(struct kref *ref)
+{
+	WARN_ONCE(1, "gru_tlb: context freed in its fault handler\n");
+}
+
 static void gru_ctx_begin_stall(struct gru_ctx *ctx,
 				const struct gru_fault_rec *rec)
 {
@@ -459,14 +465,6 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	GRU_DSTAT(gdev, FAULTS);
 	flags = READ_ONCE(ctx->opts.flags);
 	mode = READ_ONCE(ctx->opts.fill_mode);
-	/*
-	 * Deferred, a miss is only handed over: the slot then stays stalled
-	 * and cannot raise another one before process context answers,
-	 * which is what bounds the handler.  Process context makes the same
-	 * checks as below.
-	 */
-	if (defer)
-		goto hand_over;
 
 	if (flags & GRU_OPT_NULL_FILL) {
 		/* benchmark floor: the interrupt round trip, no walk */
@@ -484,6 +482,13 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 		gru_fail(ctx, slot, GRU_ERR_ABORTED);
 		return rec.va;
 	}
+	/*
+	 * Deferred, a miss is only handed over, without a walk: the slot
+	 * then stays stalled and cannot raise another one before process
+	 * context answers, which is what bounds the handler.
+	 */
+	if (defer)
+		goto hand_over;
 
 	if (GRU_HAVE_IRQ_WALK && gdev->fast_path && mode == GRU_FILL_IRQ) {
 		for (i = 0; i < GRU_IRQ_RETRIES; i++) {
@@ -509,6 +514,14 @@ static u64 gru_service_slot(struct gru_dev *gdev, int slot, bool defer)
 	}
 
 hand_over:
+	if (!(flags & GRU_OPT_CALLOS) &&
+	    atomic_inc_return(&ctx->user->works) > GRU_USER_WORKS) {
+		/* this user's misses already fill their share of gru_wq */
+		atomic_dec(&ctx->user->works);
+		gru_fail(ctx, slot, GRU_ERR_FAULT);
+		GRU_DSTAT(gdev, USER_WORKS);
+		return rec.va;
+	}
 	gru_ctx_begin_stall(ctx, &rec);
 	if (flags & GRU_OPT_CALLOS) {
 		WRITE_ONCE(ctx->callos_pending, true);
@@ -526,76 +539,44 @@ hand_over:
 		atomic_inc(&gru_live[GRU_LIVE_WORKS]);
 		if (!queue_work(gru_wq, &ctx->work)) {
 			atomic_dec(&gru_live[GRU_LIVE_WORKS]);
-			refcount_dec(&ctx->ref.refcount);
+			atomic_dec(&ctx->user->works);
+			kref_put(&ctx->ref, gru_ctx_never_freed_here);
 		}
 		GRU_DSTAT(gdev, DEFER_WORKER);
 	}
 	return rec.va;
 }
 
-/**
- * gru_fault_irq() - fault vector handler (hard IRQ, not threaded)
- * @irq: the vector's IRQ
- * @data: the gru_dev
- *
- * Every fault vector may see every pending bit; the claim bit makes one
- * handler serve a slot.  A handler that finds a slot claimed skips it, so
- * the claimer rechecks the slot's pending bit after letting go of the claim:
- * a miss raised on another CPU's vector while we held the claim is then
- * served by one of the two, never by neither.  A slot that keeps missing is
- * handed to process context once the same miss comes back GRU_IRQ_REPEAT
- * times in a row (no progress), or after GRU_IRQ_MAX_ROUNDS misses of any
- * kind.  A copy that keeps moving on to new pages is progress and stays on
- * the fast path.  The whole interrupt walks at most GRU_IRQ_BUDGET times;
- * past that every miss goes to process context without a walk, and a slot
- * handed over stays stalled until it is answered, so it cannot come back:
- * one interrupt costs at most GRU_IRQ_BUDGET walks plus a few MMIO
- * accesses per slot.
- *
- * Return: IRQ_HANDLED.
+/*
+ * One bounded pass over FAULT_PENDING: at most @budget walks, then
+ * hand-overs only, and at most GRU_IRQ_BUDGET + 4 claim passes per slot
+ * in all.  Returns true if it stopped at that bound, when misses may be
+ * left that no interrupt will announce again: the caller then schedules
+ * gru_fault_rescan().
  */
-irqreturn_t gru_fault_irq(int irq, void *data)
+static bool gru_fault_scan(struct gru_dev *gdev, unsigned long pending,
+			   int budget)
 {
-	struct gru_dev *gdev = data;
-	int slot, budget = GRU_IRQ_BUDGET;
-	/* per slot: its share of the budget, the hand-over, and rechecks */
 	unsigned int passes = 0, limit = GRU_IRQ_BUDGET + 4 * gdev->nctx;
-	unsigned long pending;
+	int slot;
 
-	/*
-	 * Nothing pending is normal: the recheck below may already have
-	 * served the miss this interrupt announces.  The vector is exclusive
-	 * (MSI-X), so this is not a shared-line "not mine".
-	 */
-	pending = gru_fault_pending(gdev);
-	if (!pending) {
-		GRU_DSTAT(gdev, SPURIOUS);
-		return IRQ_HANDLED;
-	}
-	/* a device that fell off the bus reads all ones: nothing to serve */
-	if (unlikely(pending == ~0UL))
-		return IRQ_NONE;
 	for_each_set_bit(slot, &pending, gdev->nctx) {
 		int round = 0, stuck = 0;
 		u64 va, last_va = ~0ULL;
+		bool defer;
 
 		while (!test_and_set_bit_lock(slot, &gdev->claimed)) {
 			/*
-			 * A handed-over slot stays stalled, so a working
-			 * device ends this loop long before; one that keeps
-			 * raising the same slot regardless is not served.
+			 * A handed-over slot stays stalled until answered, but
+			 * answers from other CPUs let it miss again while we
+			 * are here: stop, and let a work item go on.
 			 */
 			if (unlikely(++passes > limit)) {
 				clear_bit_unlock(slot, &gdev->claimed);
-				dev_err_ratelimited(&gdev->pdev->dev,
-						    "slot %d keeps missing after hand-over\n",
-						    slot);
-				break;
+				return true;
 			}
-			bool defer = stuck >= GRU_IRQ_REPEAT ||
-				     ++round >= GRU_IRQ_MAX_ROUNDS ||
-				     budget <= 0;
-
+			defer = stuck >= GRU_IRQ_REPEAT ||
+				++round >= GRU_IRQ_MAX_ROUNDS || budget <= 0;
 			if (!defer && --budget == 0)
 				GRU_DSTAT(gdev, IRQ_BUDGET);
 
@@ -618,7 +599,76 @@ irqreturn_t gru_fault_irq(int irq, void *data)
 				break;
 		}
 	}
+	return false;
+}
+
+/**
+ * gru_fault_irq() - fault vector handler (hard IRQ, not threaded)
+ * @irq: the vector's IRQ
+ * @data: the gru_dev
+ *
+ * Every fault vector may see every pending bit; the claim bit makes one
+ * handler serve a slot.  A handler that finds a slot claimed skips it, so
+ * the claimer rechecks the slot's pending bit after letting go of the claim:
+ * a miss raised on another CPU's vector while we held the claim is then
+ * served by one of the two, never by neither.  A slot that keeps missing is
+ * handed to process context once the same miss comes back GRU_IRQ_REPEAT
+ * times in a row (no progress), or after GRU_IRQ_MAX_ROUNDS misses of any
+ * kind.  A copy that keeps moving on to new pages is progress and stays on
+ * the fast path.  The whole interrupt walks at most GRU_IRQ_BUDGET times and
+ * makes a bounded number of claim passes (gru_fault_scan()); what is left
+ * then goes on in gru_fault_rescan(), in process context.
+ *
+ * Return: IRQ_HANDLED, or IRQ_NONE for a device that reads all ones.
+ */
+irqreturn_t gru_fault_irq(int irq, void *data)
+{
+	struct gru_dev *gdev = data;
+	unsigned long pending;
+
+	/* a reset is under way: nothing is loaded, the BAR is off limits */
+	if (READ_ONCE(gdev->resetting))
+		return IRQ_HANDLED;
+	/*
+	 * Nothing pending is normal: the recheck below may already have
+	 * served the miss this interrupt announces.  The vector is exclusive
+	 * (MSI-X), so this is not a shared-line "not mine".
+	 */
+	pending = gru_fault_pending(gdev);
+	if (!pending) {
+		GRU_DSTAT(gdev, SPURIOUS);
+		return IRQ_HANDLED;
+	}
+	/* all ones is 64 real misses, or a device that fell off the bus */
+	if (unlikely(pending == ~0UL) && gru_rd(gdev, GRU_REG_ID) != GRU_MAGIC)
+		return IRQ_NONE;
+	if (gru_fault_scan(gdev, pending, GRU_IRQ_BUDGET))
+		queue_work(system_highpri_wq, &gdev->rescan);
 	return IRQ_HANDLED;
+}
+
+/**
+ * gru_fault_rescan() - go on where a fault interrupt stopped at its bound
+ * @work: gru_dev.rescan
+ *
+ * Hand-overs only (no walk), with IRQs off like the handler it continues.
+ * Remove and reset cancel it after the vectors are quiet.
+ */
+void gru_fault_rescan(struct work_struct *work)
+{
+	struct gru_dev *gdev = container_of(work, struct gru_dev, rescan);
+	unsigned long pending;
+	bool again = false;
+
+	local_irq_disable();
+	if (!READ_ONCE(gdev->resetting) && !READ_ONCE(gdev->gone)) {
+		pending = gru_fault_pending(gdev);
+		if (pending && pending != ~0UL)
+			again = gru_fault_scan(gdev, pending, 0);
+	}
+	local_irq_enable();
+	if (again)
+		queue_work(system_highpri_wq, &gdev->rescan);
 }
 
 /**
@@ -633,6 +683,8 @@ irqreturn_t gru_misc_irq(int irq, void *data)
 	struct gru_dev *gdev = data;
 	u64 cause, done;
 
+	if (READ_ONCE(gdev->resetting))
+		return IRQ_HANDLED;
 	cause = gru_rd(gdev, GRU_REG_IRQ_CAUSE);
 	done = gru_rd(gdev, GRU_REG_DONE_PENDING);
 	if (!cause && !done)
@@ -806,7 +858,8 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 			     va, tries);
 	err = GRU_ERR_FAULT;
 out:
-	mmput(mm);
+	/* a kworker may hold the last user: leave the teardown to others */
+	mmput_async(mm);
 	return err;
 }
 
@@ -851,10 +904,11 @@ void gru_fault_work(struct work_struct *work)
 	 * The fault may sleep for as long as a userfaultfd handler or a FUSE
 	 * daemon wants, and those waits are killable.  Whoever ends the
 	 * stall (release, remove, reset, a preemption) does not wait for us
-	 * but sends SIGKILL, which this kworker accepts while worker_task
-	 * names it; the signal is gone again before the next work item.
+	 * but sends SIGKILL, which this kworker accepts (from the kernel only)
+	 * while worker_task names it; the signal is gone again before the
+	 * next work item.
 	 */
-	allow_signal(SIGKILL);
+	allow_kernel_signal(SIGKILL);
 	spin_lock_irqsave(&ctx->gmm->lock, flags);
 	va = ctx->pend_va;
 	write = ctx->pend_info & GRU_FAULT_WRITE;
@@ -885,5 +939,6 @@ void gru_fault_work(struct work_struct *work)
 	}
 	mutex_unlock(&gdev->ctx_mutex);
 	atomic_dec(&gru_live[GRU_LIVE_WORKS]);
+	atomic_dec(&ctx->user->works);
 	gru_ctx_put(ctx);
 }

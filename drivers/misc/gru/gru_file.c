@@ -130,6 +130,11 @@ static int gru_open(struct inode *inode, struct file *file)
 	ctx->gdev = gdev;
 	ctx->slot = -1;
 	ctx->mm = current->mm;
+	ctx->user = gru_user_get();
+	if (!ctx->user) {
+		kfree(ctx);
+		return -ENOMEM;
+	}
 	kref_init(&ctx->ref);
 	mutex_init(&ctx->mni_lock);
 	INIT_WORK(&ctx->work, gru_fault_work);
@@ -167,6 +172,7 @@ static int gru_open(struct inode *inode, struct file *file)
 err_put:
 	gru_mm_put(gmm);
 err_free:
+	gru_user_put(ctx->user);
 	kfree(ctx);
 	return ret;
 }
@@ -179,6 +185,7 @@ static void gru_ctx_free(struct kref *ref)
 	gru_hmm_disable(ctx);
 	gru_mm_put(ctx->gmm);
 	mmdrop(ctx->mm);
+	gru_user_put(ctx->user);
 	kfree(ctx);
 	atomic_dec(&gru_live[GRU_LIVE_CTXS]);
 	gru_dev_put(gdev);
@@ -232,6 +239,7 @@ static int gru_release(struct inode *inode, struct file *file)
 	 */
 	if (cancel_work(&ctx->work)) {
 		atomic_dec(&gru_live[GRU_LIVE_WORKS]);
+		atomic_dec(&ctx->user->works);
 		gru_ctx_put(ctx);
 	}
 	gru_ctx_put(ctx);

@@ -129,7 +129,9 @@ static inline void __gru_hw_invalidate_locked(struct gru_dev *g, u32 kind,
 	gru_wr(g, GRU_REG_INV_END, end);
 	gru_wr(g, GRU_REG_INV_CMD, kind);
 	while (gru_rd(g, GRU_REG_INV_STATUS) & GRU_INV_STATUS_BUSY) {
-		if (++n == GRU_INV_POLL_LIMIT) {
+		/* all ones: the device is gone, each read a bus timeout */
+		if (++n == GRU_INV_POLL_LIMIT ||
+		    gru_rd(g, GRU_REG_INV_STATUS) == ~0ULL) {
 			dev_err_ratelimited(&g->pdev->dev,
 					    "invalidate fence never completed\n");
 			break;

@@ -10,6 +10,8 @@
 #include <linux/slab.h>
 #include <linux/cpumask.h>
 #include <linux/mmu_notifier.h>
+#include <linux/hashtable.h>
+#include <linux/cred.h>
 #include "gru_core.h"
 #include "gru_hw.h"
 #include "gru_compat.h"
@@ -46,6 +48,64 @@ static DEFINE_IDA(gru_ida);
  */
 struct workqueue_struct *gru_wq;
 atomic_t gru_live[GRU_LIVE_NR];
+
+/*
+ * Fault work items per user.  One may sleep in a fault for as long as the
+ * user's own FUSE daemon wants (a request the daemon has read is waited
+ * for uninterruptibly, so not even the SIGKILL of gru_ctx_end_stall()
+ * ends it), and gru_wq runs a bounded number of items for all users: no
+ * user may hold more than GRU_USER_WORKS of them, zombies of closed
+ * contexts included.  Users are kuids, so user namespaces do not help.
+ */
+static DEFINE_HASHTABLE(gru_users, 6);
+static DEFINE_SPINLOCK(gru_users_lock);
+
+/**
+ * gru_user_get() - the work accounting of the calling task's user
+ *
+ * Return: a reference, or NULL without memory.
+ */
+struct gru_user *gru_user_get(void)
+{
+	kuid_t uid = current_uid();
+	struct gru_user *u, *new = NULL;
+
+	for (;;) {
+		spin_lock(&gru_users_lock);
+		hash_for_each_possible(gru_users, u, node, __kuid_val(uid)) {
+			if (uid_eq(u->uid, uid)) {
+				refcount_inc(&u->ref);
+				spin_unlock(&gru_users_lock);
+				kfree(new);
+				return u;
+			}
+		}
+		if (new) {
+			hash_add(gru_users, &new->node, __kuid_val(uid));
+			spin_unlock(&gru_users_lock);
+			return new;
+		}
+		spin_unlock(&gru_users_lock);
+		new = kzalloc(sizeof(*new), GFP_KERNEL_ACCOUNT);
+		if (!new)
+			return NULL;
+		new->uid = uid;
+		refcount_set(&new->ref, 1);
+	}
+}
+
+/**
+ * gru_user_put() - drop a reference taken by gru_user_get()
+ * @u: the user
+ */
+void gru_user_put(struct gru_user *u)
+{
+	if (refcount_dec_and_lock(&u->ref, &gru_users_lock)) {
+		hash_del(&u->node);
+		spin_unlock(&gru_users_lock);
+		kfree(u);
+	}
+}
 
 static void gru_dev_release(struct kref *ref)
 {
@@ -178,20 +238,23 @@ static void gru_reset_prepare(struct pci_dev *pdev)
 	list_for_each_entry(ctx, &gdev->ctxs, dev_node) {
 		if (ctx->slot < 0)
 			continue;
+		/* no doorbell between the abort and the unload */
+		gru_ctx_zap(ctx);
 		gru_ctx_abort(ctx);
 		gru_ctx_unload(ctx, true);
 	}
 	spin_lock_irqsave(&gdev->hw_lock, flags);
-	gdev->resetting = true;
+	WRITE_ONCE(gdev->resetting, true);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
 	mutex_unlock(&gdev->ctx_mutex);
 	/*
-	 * The handlers read the BAR without a lock.  An MSI the abort above
-	 * raised may still be on its way to a CPU: keep the vectors off (a
-	 * message arriving meanwhile is replayed by enable_irq()).
+	 * The handlers read the BAR without a lock; they check resetting
+	 * first, so once those running now are done (an MSI the abort raised
+	 * may still be on its way) none reads it until reset_done.
 	 */
 	for (i = 0; i < gdev->nvec; i++)
-		disable_irq(pci_irq_vector(pdev, i));
+		synchronize_irq(pci_irq_vector(pdev, i));
+	cancel_work_sync(&gdev->rescan);
 }
 
 /*
@@ -206,17 +269,14 @@ static void gru_reset_done(struct pci_dev *pdev)
 {
 	struct gru_dev *gdev = pci_get_drvdata(pdev);
 	unsigned long flags;
-	unsigned int i;
 
 	spin_lock_irqsave(&gdev->hw_lock, flags);
 	gru_program_cpuvec(gdev);
 	gru_wr(gdev, GRU_REG_CTRL, GRU_CTRL_ENABLE);
 	__gru_hw_invalidate_locked(gdev, GRU_INV_ALL, 0, 0, 0);
 	gdev->hw_epoch++;
-	gdev->resetting = false;
+	WRITE_ONCE(gdev->resetting, false);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
-	for (i = 0; i < gdev->nvec; i++)
-		enable_irq(pci_irq_vector(pdev, i));
 	GRU_DSTAT(gdev, RESETS);
 	/* GRU_IOC_WAIT sleepers: their instructions were aborted */
 	wake_up_all(&gdev->done_wq);
@@ -244,10 +304,11 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	mutex_init(&gdev->ctx_mutex);
 	INIT_LIST_HEAD(&gdev->ctxs);
 	init_waitqueue_head(&gdev->done_wq);
+	INIT_WORK(&gdev->rescan, gru_fault_rescan);
 	gru_mm_init_ops(gdev);
 	ret = ida_alloc(&gru_ida, GFP_KERNEL);
 	if (ret < 0) {
-		kfree(gdev);
+		gru_dev_put(gdev);
 		return ret;
 	}
 	gdev->index = ret;
@@ -389,9 +450,10 @@ static void gru_remove(struct pci_dev *pdev)
 	gdev->nvec = 0;
 	pci_free_irq_vectors(pdev);
 	spin_lock_irqsave(&gdev->hw_lock, flags);
-	gdev->gone = true;
+	WRITE_ONCE(gdev->gone, true);
 	spin_unlock_irqrestore(&gdev->hw_lock, flags);
 	mutex_unlock(&gdev->ctx_mutex);
+	cancel_work_sync(&gdev->rescan);
 	wake_up_all(&gdev->done_wq);
 
 	/*
