@@ -498,18 +498,23 @@ struct race_arg {
 	struct gru_ctx *g;
 	void *big;
 	size_t len;
-	volatile int go;
-	int ret;
+	volatile int go, go_enable, done, entered;
+	int ret, pop_ret;
+	uint64_t pop_ms;
 };
 
 /* Holds the mmap lock for reading for as long as the populate runs. */
 static void *hold_mmap_lock(void *p)
 {
 	struct race_arg *a = p;
+	uint64_t t0;
 
 	while (!a->go)
 		;
-	madvise(a->big, a->len, MADV_POPULATE_READ);
+	t0 = now_ms();
+	a->pop_ret = madvise(a->big, a->len, MADV_POPULATE_READ) ? errno : 0;
+	a->pop_ms = now_ms() - t0;
+	a->done = 1;
 	return NULL;
 }
 
@@ -519,6 +524,9 @@ static void *enable_hmm(void *p)
 	struct gru_ctx_opts o = { .flags = GRU_OPT_CALLOS,
 				  .fill_mode = GRU_FILL_HMM };
 
+	while (!a->go_enable)
+		usleep(1000);
+	a->entered = 1;
 	a->ret = ioctl(a->g->fd, GRU_IOC_SET_OPTS, &o) ? -errno : 0;
 	return NULL;
 }
@@ -536,7 +544,7 @@ TEST(hmm_enable_race_waits_for_the_first)
 	struct gru_insn ld = { .opcode = GRU_OPC_LOAD };
 	struct gru_ctx_opts o = { .flags = GRU_OPT_CALLOS,
 				  .fill_mode = GRU_FILL_HMM };
-	struct race_arg a = { .len = 2UL << 30 };
+	struct race_arg a = { .len = 8UL << 30 };
 	pthread_t th, te;
 	struct gru_ctx g;
 	uint64_t *buf;
@@ -551,21 +559,37 @@ TEST(hmm_enable_race_waits_for_the_first)
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, buf);
 	buf[0] = 0x4d4d;
-	/* no fault of ours may queue behind the waiting mmap_write_lock */
+	/*
+	 * Nothing of ours may queue behind the waiting mmap_write_lock: no
+	 * page fault (mlockall), no mmap (both threads exist before).
+	 */
 	ASSERT_EQ(0, pthread_create(&th, NULL, hold_mmap_lock, &a));
+	ASSERT_EQ(0, pthread_create(&te, NULL, enable_hmm, &a));
+	/* before the big mapping, which the holder alone may populate */
+	if (mlockall(MCL_CURRENT))
+		SKIP(return, "mlockall: %s", strerror(errno));
 	a.big = mmap(NULL, a.len, PROT_READ,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	ASSERT_NE(MAP_FAILED, a.big);
 	madvise(a.big, a.len, MADV_NOHUGEPAGE);
-	if (mlockall(MCL_CURRENT))
-		SKIP(return, "mlockall: %s", strerror(errno));
 
 	a.go = 1;
 	usleep(100000);
-	ASSERT_EQ(0, pthread_create(&te, NULL, enable_hmm, &a));
+	a.go_enable = 1;
 	usleep(200000);
+	/* the race needs the first insertion still waiting for the lock */
+	if (a.done || !a.entered || a.ret) {
+		pthread_join(te, NULL);
+		pthread_join(th, NULL);
+		munlockall();
+		SKIP(return, "the mmap lock was not held long enough (populate done %d: errno %d in %llu ms, enable entered %d ret %d)",
+		     a.done, a.pop_ret, (unsigned long long)a.pop_ms,
+		     a.entered, a.ret);
+	}
 	ret = ioctl(g.fd, GRU_IOC_SET_OPTS, &o) ? -errno : 0;
 	ASSERT_EQ(0, ret);
+	/* the second returns only once the first has inserted */
+	EXPECT_EQ(1, a.done);
 	ld.addr = (uintptr_t)buf;
 	ASSERT_EQ(0, gru_issue(&g, &ld));
 	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
