@@ -853,9 +853,9 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 		 */
 		cond_resched();
 	}
-	dev_warn_ratelimited(&ctx->gdev->pdev->dev,
-			     "va %llx: no stable translation after %d tries\n",
-			     va, tries);
+	/* by name: the pci_dev may be gone (remove does not wait for us) */
+	pr_warn_ratelimited("%s: va %llx: no stable translation after %d tries\n",
+			    ctx->gdev->name, va, tries);
 	err = GRU_ERR_FAULT;
 out:
 	/* a kworker may hold the last user: leave the teardown to others */

@@ -111,8 +111,6 @@ static void gru_dev_release(struct kref *ref)
 {
 	struct gru_dev *gdev = container_of(ref, struct gru_dev, ref);
 
-	/* a work item may print about its device long after remove */
-	pci_dev_put(gdev->pdev);
 	kfree(gdev);
 	atomic_dec(&gru_live[GRU_LIVE_DEVS]);
 }
@@ -297,7 +295,7 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	gdev = kzalloc(sizeof(*gdev), GFP_KERNEL);
 	if (!gdev)
 		return -ENOMEM;
-	gdev->pdev = pci_dev_get(pdev);
+	gdev->pdev = pdev;
 	kref_init(&gdev->ref);
 	atomic_inc(&gru_live[GRU_LIVE_DEVS]);
 	spin_lock_init(&gdev->hw_lock);
