@@ -337,10 +337,14 @@ static int gru_find_slot(struct gru_dev *gdev)
 		gdev->steal_hand = (gdev->steal_hand + 1) % gdev->nctx;
 		victim = gdev->slots[i];
 		/*
-		 * Zap first, then check: once the window PTE is gone the owner
-		 * cannot ring the doorbell, so an idle slot stays idle.  If it
-		 * is busy, its next window access simply refaults the PTE in.
+		 * Zap, then check: once the window PTE is gone the owner
+		 * cannot ring the doorbell, so an idle slot stays idle.  A
+		 * slot busy already is left alone, window and all: waiters
+		 * poll, and zapping every busy owner at each poll would make
+		 * them all refault for nothing.
 		 */
+		if (!gru_slot_idle(gdev, i))
+			continue;
 		gru_ctx_zap(victim);
 		if (!gru_slot_idle(gdev, i))
 			continue;
@@ -355,7 +359,9 @@ static int gru_find_slot(struct gru_dev *gdev)
 	 * (the device bounds their length), but a stall lasts as long as its
 	 * user or a fault wants: past GRU_STALL_PREEMPT_MS it gives way, and
 	 * its instruction fails with GRU_ERR_PREEMPTED, which the user can
-	 * reissue.  Its window was zapped above, so no new doorbell races.
+	 * reissue.  A stalled slot drops doorbells (BUSY or CALLOS), so the
+	 * FAIL below cannot race a new instruction; the unload zaps the
+	 * window before anything else could be issued.
 	 */
 	for (n = 0; n < gdev->nctx; n++) {
 		i = gdev->steal_hand;
