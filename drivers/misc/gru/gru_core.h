@@ -182,6 +182,7 @@ struct gru_dev {
 	resource_size_t win_phys;
 	unsigned int nctx, sets, ways, hw_vectors;
 	unsigned int nvec;		/* allocated MSI-X vectors */
+	u8 cpuvec[GRU_CPUVEC_ENTRIES];	/* CPU -> fault vector */
 	u32 version;
 	bool fast_path;			/* IRQ walk on (never on PREEMPT_RT) */
 	bool walk_any_cpu;		/* page tables are RCU-freed */

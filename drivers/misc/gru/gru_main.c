@@ -140,9 +140,12 @@ void gru_sync_fault_irqs(struct gru_dev *gdev)
 
 /*
  * Point each CPU's entry at the fault vector whose affinity is that CPU,
- * so an instruction with GRU_IF_CPU_HINT faults back to its issuer.
+ * so an instruction with GRU_IF_CPU_HINT faults back to its issuer.  The
+ * table is worked out once, when the vectors are allocated (their managed
+ * affinity does not change after), because pci_irq_get_affinity() may
+ * sleep and a reset reprograms the device under hw_lock.
  */
-static void gru_program_cpuvec(struct gru_dev *gdev)
+static void gru_compute_cpuvec(struct gru_dev *gdev)
 {
 	unsigned int nfault = gdev->nvec - GRU_VEC_FAULT0;
 	const struct cpumask *mask;
@@ -158,8 +161,16 @@ static void gru_program_cpuvec(struct gru_dev *gdev)
 				break;
 			}
 		}
-		gru_wr(gdev, GRU_REG_CPUVEC(cpu), vec);
+		gdev->cpuvec[cpu] = vec;
 	}
+}
+
+static void gru_program_cpuvec(struct gru_dev *gdev)
+{
+	unsigned int cpu;
+
+	for (cpu = 0; cpu < GRU_CPUVEC_ENTRIES; cpu++)
+		gru_wr(gdev, GRU_REG_CPUVEC(cpu), gdev->cpuvec[cpu]);
 }
 
 static void gru_free_irqs(struct gru_dev *gdev, unsigned int n)
@@ -199,6 +210,7 @@ static int gru_setup_irqs(struct gru_dev *gdev)
 		}
 	}
 	gdev->nvec = nvec;
+	gru_compute_cpuvec(gdev);
 	return 0;
 }
 
