@@ -593,10 +593,13 @@ TEST(hmm_enable_race_waits_for_the_first)
 		     a.done, a.pop_ret, (unsigned long long)a.pop_ms,
 		     a.entered, a.ret);
 	}
+	/*
+	 * Returns once the first has inserted (the populate may let the
+	 * insertion in before it ends, so that is all one can tell), and
+	 * the miss below must find a whole notifier.
+	 */
 	ret = ioctl(g.fd, GRU_IOC_SET_OPTS, &o) ? -errno : 0;
 	ASSERT_EQ(0, ret);
-	/* the second returns only once the first has inserted */
-	EXPECT_EQ(1, a.done);
 	ld.addr = (uintptr_t)buf;
 	ASSERT_EQ(0, gru_issue(&g, &ld));
 	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
