@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * gru-info: find every GRU device (GRU_PCI_VENDOR_ID:GRU_PCI_DEVICE_ID)
- * with libpci and print what `lspci -v` would (IDs, BARs, MSI-X, the bound
- * driver), then the geometry the driver reports (GRU_IOC_INFO) and the
- * counters in debugfs, if mounted.
+ * with libpci and print what `lspci -v` would (IDs, BARs with lspci's
+ * sizes, MSI-X, the bound driver), then the geometry the driver reports
+ * (GRU_IOC_INFO) and the counters in debugfs, if mounted.
  *
- *   gru-info [-v]     -v: also print every debugfs file in full
+ *   gru-info [-n] [-v] [-s [[domain:]bus:][slot][.func]] [-d [vendor]:[device]]
+ *
+ * -s and -d select devices as lspci's do (libpci's filters), among the GRU
+ * devices.  No device is not an error: a short message and exit 0.  A bad
+ * option or filter exits 2.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <pci/pci.h>
 #include <stdio.h>
@@ -23,7 +28,20 @@
 
 #define DEBUGFS_GRU	"/sys/kernel/debug/gru"
 
-static int verbose;
+static int verbose, numeric;
+
+/* As lspci prints a region size: the largest unit that divides it. */
+static void print_size(unsigned long long sz)
+{
+	static const char * const unit[] = { "", "K", "M", "G", "T" };
+	unsigned int u = 0;
+
+	while (u < 4 && sz && !(sz % 1024)) {
+		sz /= 1024;
+		u++;
+	}
+	printf(" [size=%llu%s]", sz, unit[u]);
+}
 
 static void print_bars(struct pci_dev *d)
 {
@@ -40,17 +58,19 @@ static void print_bars(struct pci_dev *d)
 		else if (i == GRU_BAR_MSIX)
 			what = " (MSI-X table and PBA)";
 		if (a & PCI_BASE_ADDRESS_SPACE_IO) {
-			printf("\tRegion %d: I/O ports at %llx [size=%llu]%s\n", i,
-			       (unsigned long long)(a & PCI_BASE_ADDRESS_IO_MASK),
-			       (unsigned long long)sz, what);
+			printf("\tRegion %d: I/O ports at %llx", i,
+			       (unsigned long long)(a & PCI_BASE_ADDRESS_IO_MASK));
+			print_size(sz);
+			printf("%s\n", what);
 			continue;
 		}
-		printf("\tRegion %d: Memory at %llx (%s, %sprefetchable) [size=%lluK]%s\n",
+		printf("\tRegion %d: Memory at %llx (%s, %sprefetchable)",
 		       i, (unsigned long long)(a & PCI_BASE_ADDRESS_MEM_MASK),
 		       (a & PCI_BASE_ADDRESS_MEM_TYPE_MASK) == PCI_BASE_ADDRESS_MEM_TYPE_64 ?
 		       "64-bit" : "32-bit",
-		       (a & PCI_BASE_ADDRESS_MEM_PREFETCH) ? "" : "non-",
-		       (unsigned long long)sz >> 10, what);
+		       (a & PCI_BASE_ADDRESS_MEM_PREFETCH) ? "" : "non-");
+		print_size(sz);
+		printf("%s\n", what);
 	}
 }
 
@@ -176,20 +196,66 @@ static void print_geometry(void)
 	close(fd);
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: gru-info [-n] [-v] [-s [[domain:]bus:][slot][.func]] [-d [vendor]:[device]]\n"
+		"  Show the GRU TLB devices as lspci -v would, then the driver's view.\n"
+		"  -s, -d  select devices, as lspci's options do\n"
+		"  -n      numeric class, no name lookup\n"
+		"  -v      every debugfs file in full\n"
+		"  -h, --help\n");
+}
+
 int main(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ }
+	};
+	struct pci_filter slot_f, id_f;
 	struct pci_access *pacc;
 	struct pci_dev *d;
-	char name[256];
-	int found = 0;
+	char name[256], *err;
+	int found = 0, c;
 
-	if (argc > 1 && !strcmp(argv[1], "-v")) {
-		verbose = 1;
-	} else if (argc > 1) {
-		fprintf(stderr, "usage: gru-info [-v]\n");
+	pacc = pci_alloc();
+	pci_filter_init(pacc, &slot_f);
+	pci_filter_init(pacc, &id_f);
+	while ((c = getopt_long(argc, argv, "nvs:d:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			numeric = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 's':
+			err = pci_filter_parse_slot(&slot_f, optarg);
+			if (err) {
+				fprintf(stderr, "gru-info: -s %s: %s\n", optarg, err);
+				return 2;
+			}
+			break;
+		case 'd':
+			err = pci_filter_parse_id(&id_f, optarg);
+			if (err) {
+				fprintf(stderr, "gru-info: -d %s: %s\n", optarg, err);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
 		return 2;
 	}
-	pacc = pci_alloc();
 	pci_init(pacc);
 	pci_scan_bus(pacc);
 	for (d = pacc->devices; d; d = d->next) {
@@ -199,13 +265,18 @@ int main(int argc, char **argv)
 			      PCI_FILL_CLASS | PCI_FILL_CAPS | PCI_FILL_IRQ);
 		if (d->vendor_id != GRU_PCI_VENDOR_ID || d->device_id != GRU_PCI_DEVICE_ID)
 			continue;
+		if (!pci_filter_match(&slot_f, d) || !pci_filter_match(&id_f, d))
+			continue;
 		found++;
 		snprintf(slot, sizeof(slot), "%04x:%02x:%02x.%d", d->domain, d->bus,
 			 d->dev, d->func);
-		printf("%s %s [%04x]: ", slot,
-		       pci_lookup_name(pacc, name, sizeof(name), PCI_LOOKUP_CLASS,
-				       d->device_class),
-		       d->device_class);
+		if (numeric)
+			printf("%s %04x: ", slot, d->device_class);
+		else
+			printf("%s %s [%04x]: ", slot,
+			       pci_lookup_name(pacc, name, sizeof(name),
+					       PCI_LOOKUP_CLASS, d->device_class),
+			       d->device_class);
 		printf("GRU external TLB [%04x:%04x] (rev %02x)\n", d->vendor_id,
 		       d->device_id, pci_read_byte(d, PCI_REVISION_ID));
 		printf("\tSubsystem: [%04x:%04x]\n",
@@ -222,9 +293,10 @@ int main(int argc, char **argv)
 	}
 	pci_cleanup(pacc);
 	if (!found) {
-		printf("gru-info: no %04x:%04x device found (start QEMU with -device gru-tlb)\n",
-		       GRU_PCI_VENDOR_ID, GRU_PCI_DEVICE_ID);
-		return 1;
+		printf("gru-info: no %04x:%04x device%s (QEMU needs -device gru-tlb)\n",
+		       GRU_PCI_VENDOR_ID, GRU_PCI_DEVICE_ID,
+		       argc > 1 ? " matches" : " found");
+		return 0;
 	}
 	print_geometry();
 	return 0;

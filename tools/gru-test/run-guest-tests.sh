@@ -167,9 +167,64 @@ else
 fi
 
 # set_param NAME Y|N: flip a test-only parameter of the loaded module.
+# gru-info behaves like lspci: its filters, its region sizes, its exit
+# codes (no device is not an error, a bad filter is).
+gru_info_checks() {
+	gi=$BIN/gru-info
+	conf=/etc/gru-pci.conf
+	if [ ! -x "$gi" ] || [ ! -r "$conf" ]; then
+		result fail gru_info_like_lspci "gru-info or $conf missing"
+		return
+	fi
+	. "$conf"
+	ids=$(printf '%04x:%04x' "$GRU_PCI_VENDOR_ID" "$GRU_PCI_DEVICE_ID")
+	s=$(lspci -n -d "$ids" | awk 'NR == 1 { print $1 }')
+	class=$(lspci -n -s "$s" | awk '{ sub(":", "", $2); print $2 }')
+	sizes() { grep -o 'Region [0-9]*: .*\[size=[^]]*\]' | sed 's/: .*\[size=/ /; s/\]//'; }
+	want=$(lspci -vv -s "$s" | sizes)
+	got=$("$gi" -s "$s" | sizes)
+	if [ -n "$want" ] && [ "$want" = "$got" ]; then
+		result ok gru_info_region_sizes_as_lspci
+	else
+		result fail gru_info_region_sizes_as_lspci \
+			"lspci: $(echo $want) / gru-info: $(echo $got)"
+	fi
+	if "$gi" -s "$s" | grep -q "^0000:$s " && "$gi" -d "$ids" | grep -q "^0000:$s "; then
+		result ok gru_info_selects_with_s_and_d
+	else
+		result fail gru_info_selects_with_s_and_d
+	fi
+	if "$gi" -n -s "$s" | grep -q "^0000:$s $class: "; then
+		result ok gru_info_numeric
+	else
+		result fail gru_info_numeric "want class $class"
+	fi
+	out=$("$gi" -d ffff:ffff)
+	rc=$?
+	if [ "$rc" = 0 ] && echo "$out" | grep -q '^gru-info: no ' &&
+	   ! echo "$out" | grep -q '^0000:'; then
+		result ok gru_info_no_match_is_not_an_error
+	else
+		result fail gru_info_no_match_is_not_an_error "exit $rc: $out"
+	fi
+	"$gi" -s 'zz:zz.zz' >/dev/null 2>&1
+	rc1=$?
+	"$gi" --bogus >/dev/null 2>&1
+	rc2=$?
+	"$gi" --help >/dev/null 2>&1
+	rc3=$?
+	if [ "$rc1" = 2 ] && [ "$rc2" = 2 ] && [ "$rc3" = 0 ]; then
+		result ok gru_info_exit_codes
+	else
+		result fail gru_info_exit_codes "bad -s $rc1, bad option $rc2, --help $rc3"
+	fi
+}
+
 set_param() {
 	echo "$2" > "$P/$1" 2>/dev/null || log "cannot set $1=$2"
 }
+
+[ -n "$MUTATION" ] || [ -n "$ONLY" ] || gru_info_checks
 
 if [ -n "$MUTATION" ]; then
 	# The device's generation check is off for this whole boot.  First the
