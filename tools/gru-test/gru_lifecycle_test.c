@@ -30,45 +30,6 @@
 
 #define LIVE_PATH	"/sys/kernel/debug/gru/live"
 
-static long live_count(const char *name)
-{
-	char key[32];
-	long val;
-	FILE *f = fopen(LIVE_PATH, "r");
-
-	if (!f)
-		return -1;
-	while (fscanf(f, "%31s %ld", key, &val) == 2) {
-		if (!strcmp(key, name)) {
-			fclose(f);
-			return val;
-		}
-	}
-	fclose(f);
-	return -1;
-}
-
-/* Wait up to @ms for the live count @name to drop to @want or below. */
-static long live_wait(const char *name, long want, int ms)
-{
-	long v = live_count(name);
-
-	while (v > want && ms > 0) {
-		usleep(20000);
-		ms -= 20;
-		v = live_count(name);
-	}
-	return v;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The state letter of /proc/PID/stat, or 0. */
 static char proc_state(pid_t pid)
 {
@@ -91,7 +52,7 @@ static char proc_state(pid_t pid)
 /* waitpid() with a deadline: 0 and *@status, or -ETIMEDOUT. */
 static int wait_child(pid_t pid, int ms, int *status)
 {
-	uint64_t end = now_ms() + ms;
+	uint64_t end = mono_ms() + ms;
 
 	for (;;) {
 		pid_t r = waitpid(pid, status, WNOHANG);
@@ -100,7 +61,7 @@ static int wait_child(pid_t pid, int ms, int *status)
 			return 0;
 		if (r < 0)
 			return -errno;
-		if (now_ms() > end)
+		if (mono_ms() > end)
 			return -ETIMEDOUT;
 		usleep(10000);
 	}
@@ -161,35 +122,37 @@ static int uffd_wake(int fd, void *addr)
 	return ioctl(fd, UFFDIO_WAKE, &r) ? -errno : 0;
 }
 
-static int set_mode(struct gru_ctx *g, uint32_t mode, bool callos)
+/*
+ * Make @g's worker sleep in a userfaultfd fault nobody answers: a LOAD in
+ * fill mode @mode on a fresh page registered with a new userfaultfd, and
+ * the fault's event read.  0, or -errno; *@uffd is -1 when the kernel has
+ * no userfaultfd for us (the caller skips then).
+ */
+static int worker_asleep_in_uffd(struct gru_ctx *g, uint32_t mode, int *uffd,
+				 char **mem)
 {
-	struct gru_ctx_opts o;
-	int ret = gru_get_opts(g, &o);
+	struct gru_insn i = { .opcode = GRU_OPC_LOAD };
+	int ret;
 
-	if (ret)
+	*uffd = uffd_new();
+	if (*uffd < 0) {
+		ret = *uffd;
+		*uffd = -1;
 		return ret;
-	o.fill_mode = mode;
-	o.batch = 1;
-	if (callos)
-		o.flags |= GRU_OPT_CALLOS;
-	else
-		o.flags &= ~GRU_OPT_CALLOS;
-	return gru_set_opts(g, &o);
-}
-
-/* Poll the window until it leaves BUSY (or @ms pass); the status. */
-static uint64_t wait_not_busy(struct gru_ctx *g, int ms)
-{
-	struct gru_exc e;
-	uint64_t end = now_ms() + ms;
-
-	do {
-		gru_exception(g, &e);
-		if (e.status != GRU_ST_BUSY)
-			return e.status;
-		usleep(1000);
-	} while (now_ms() < end);
-	return GRU_ST_BUSY;
+	}
+	*mem = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*mem == MAP_FAILED)
+		return -errno;
+	ret = uffd_register(*uffd, *mem, PAGE_SZ);
+	if (!ret)
+		ret = gru_set_mode(g, mode, false);
+	i.addr = (uintptr_t)*mem;
+	if (!ret)
+		ret = gru_issue(g, &i);
+	if (!ret && !uffd_wait_event(*uffd, 20000))
+		ret = -ETIMEDOUT;
+	return ret;
 }
 
 /*
@@ -217,7 +180,7 @@ FIXTURE_SETUP(teardown)
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
 	/* without it (an older driver) only the leak counts are skipped */
-	self->base = live_count("contexts");
+	self->base = gru_live("contexts");
 }
 
 FIXTURE_TEARDOWN(teardown)
@@ -234,7 +197,7 @@ FIXTURE_SETUP(life)
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
 	/* without it (an older driver) only the leak counts are skipped */
-	self->base = live_count("contexts");
+	self->base = gru_live("contexts");
 }
 
 FIXTURE_TEARDOWN(life)
@@ -251,7 +214,6 @@ TEST_F_TIMEOUT(teardown, uffd_miss_never_answered, 90)
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (!pid) {
-		struct gru_insn i = { .opcode = GRU_OPC_LOAD };
 		struct gru_ctx g;
 		char *mem;
 		int uffd;
@@ -260,21 +222,9 @@ TEST_F_TIMEOUT(teardown, uffd_miss_never_answered, 90)
 		/* the gru file gets the lower number: exit closes it first */
 		if (gru_open(&g, 0))
 			_exit(10);
-		uffd = uffd_new();
-		if (uffd < 0)
-			_exit(uffd == -ENOSYS || uffd == -EPERM ? 4 : 11);
-		mem = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (mem == MAP_FAILED || uffd_register(uffd, mem, PAGE_SZ))
-			_exit(12);
-		if (set_mode(&g, GRU_FILL_IRQ, false))
-			_exit(13);
-		i.addr = (uintptr_t)mem;
-		if (gru_issue(&g, &i))
-			_exit(14);
 		/* the worker is in the fault once the event arrives */
-		if (!uffd_wait_event(uffd, 20000))
-			_exit(15);
+		if (worker_asleep_in_uffd(&g, GRU_FILL_IRQ, &uffd, &mem))
+			_exit(uffd < 0 ? 4 : 11);
 		c = 1;
 		if (write(pfd[1], &c, 1) != 1)
 			_exit(16);
@@ -303,8 +253,8 @@ TEST_F_TIMEOUT(teardown, uffd_miss_never_answered, 90)
 	ASSERT_EQ(0, WEXITSTATUS(status));
 	/* the uffd closed at exit: the worker finishes and frees it */
 	if (self->base >= 0) {
-		EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
-		EXPECT_EQ(0, live_wait("works", 0, 10000));
+		EXPECT_EQ(self->base, gru_live_wait("contexts", self->base, 10000));
+		EXPECT_EQ(0, gru_live_wait("works", 0, 10000));
 	}
 }
 
@@ -315,37 +265,29 @@ TEST_F_TIMEOUT(teardown, uffd_miss_never_answered, 90)
  */
 TEST_F_TIMEOUT(life, close_releases_a_worker_asleep_in_a_fault, 60)
 {
-	struct gru_insn i = { .opcode = GRU_OPC_LOAD };
 	static char page[PAGE_SZ] __attribute__((aligned(4096)));
 	struct gru_ctx g;
 	char *mem;
-	int uffd;
+	int uffd, ret;
 
 	if (self->base < 0)
 		SKIP(return, "no %s (debugfs not mounted?)", LIVE_PATH);
 	ASSERT_EQ(0, gru_open(&g, 0));
-	uffd = uffd_new();
+	ret = worker_asleep_in_uffd(&g, GRU_FILL_IRQ, &uffd, &mem);
 	if (uffd < 0) {
 		gru_close(&g);
-		SKIP(return, "no userfaultfd: %s", strerror(-uffd));
+		SKIP(return, "no userfaultfd: %s", strerror(-ret));
 	}
-	mem = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, mem);
-	ASSERT_EQ(0, uffd_register(uffd, mem, PAGE_SZ));
-	ASSERT_EQ(0, set_mode(&g, GRU_FILL_IRQ, false));
-	i.addr = (uintptr_t)mem;
-	ASSERT_EQ(0, gru_issue(&g, &i));
-	ASSERT_NE(0, uffd_wait_event(uffd, 20000));
+	ASSERT_EQ(0, ret);
 	/* the worker sleeps in the fault, holding the context */
 	usleep(200000);
-	EXPECT_EQ(1, live_count("works"));
-	EXPECT_EQ(self->base + 1, live_count("contexts"));
+	EXPECT_EQ(1, gru_live("works"));
+	EXPECT_EQ(self->base + 1, gru_live("contexts"));
 
 	/* a close that waited for the worker would hang here */
 	gru_close(&g);
-	EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
-	EXPECT_EQ(0, live_wait("works", 0, 10000));
+	EXPECT_EQ(self->base, gru_live_wait("contexts", self->base, 10000));
+	EXPECT_EQ(0, gru_live_wait("works", 0, 10000));
 
 	/* the abandoned fault is still there to answer, harmlessly */
 	memset(page, 0x5a, sizeof(page));
@@ -390,13 +332,12 @@ static long long dev_stat(const char *name)
  */
 TEST_F_TIMEOUT(life, closed_pinned_worker_pins_nothing, 60)
 {
-	struct gru_insn i = { .opcode = GRU_OPC_LOAD };
 	static char page[PAGE_SZ] __attribute__((aligned(4096)));
 	struct gru_tlb_probe pr;
 	struct gru_ctx g, keep;
 	long long pins;
 	char *mem;
-	int uffd;
+	int uffd, ret;
 
 	pins = dev_stat("pins_live");
 	if (self->base < 0 || pins < 0)
@@ -404,23 +345,17 @@ TEST_F_TIMEOUT(life, closed_pinned_worker_pins_nothing, 60)
 	ASSERT_EQ(0, gru_open(&keep, 0));
 	ASSERT_EQ(0, gru_nop(&keep));
 	ASSERT_EQ(0, gru_open(&g, 0));
-	uffd = uffd_new();
+	ret = worker_asleep_in_uffd(&g, GRU_FILL_PINNED, &uffd, &mem);
 	if (uffd < 0) {
 		gru_close(&g);
-		SKIP(return, "no userfaultfd: %s", strerror(-uffd));
+		gru_close(&keep);
+		SKIP(return, "no userfaultfd: %s", strerror(-ret));
 	}
-	mem = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, mem);
-	ASSERT_EQ(0, uffd_register(uffd, mem, PAGE_SZ));
-	ASSERT_EQ(0, set_mode(&g, GRU_FILL_PINNED, false));
-	i.addr = (uintptr_t)mem;
-	ASSERT_EQ(0, gru_issue(&g, &i));
-	ASSERT_NE(0, uffd_wait_event(uffd, 20000));
+	ASSERT_EQ(0, ret);
 	gru_close(&g);
 	memset(page, 0x6b, sizeof(page));
 	uffd_copy(uffd, mem, page, true);
-	EXPECT_EQ(self->base + 1, live_wait("contexts", self->base + 1, 10000));
+	EXPECT_EQ(self->base + 1, gru_live_wait("contexts", self->base + 1, 10000));
 	EXPECT_EQ(pins, dev_stat("pins_live"));
 	ASSERT_EQ(0, gru_tlb_probe(&keep, (uintptr_t)mem, &pr));
 	EXPECT_EQ(0, pr.hit);
@@ -464,7 +399,7 @@ TEST(hmm_mode_waits_for_userfaultfd_handler)
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
 	ASSERT_EQ(0, gru_open(&g, 0));
-	ret = set_mode(&g, GRU_FILL_HMM, false);
+	ret = gru_set_mode(&g, GRU_FILL_HMM, false);
 	if (ret == -EOPNOTSUPP) {
 		gru_close(&g);
 		SKIP(return, "no HMM in this kernel");
@@ -511,9 +446,9 @@ static void *hold_mmap_lock(void *p)
 
 	while (!a->go)
 		;
-	t0 = now_ms();
+	t0 = mono_ms();
 	a->pop_ret = madvise(a->big, a->len, MADV_POPULATE_READ) ? errno : 0;
-	a->pop_ms = now_ms() - t0;
+	a->pop_ms = mono_ms() - t0;
 	a->done = 1;
 	return NULL;
 }
@@ -554,7 +489,7 @@ TEST(hmm_enable_race_waits_for_the_first)
 		SKIP(return, "no /dev/gru");
 	/* a kernel without HMM refuses the mode at once: no race to see */
 	ASSERT_EQ(0, gru_open(&g, 0));
-	ret = set_mode(&g, GRU_FILL_HMM, false);
+	ret = gru_set_mode(&g, GRU_FILL_HMM, false);
 	gru_close(&g);
 	if (ret == -EOPNOTSUPP)
 		SKIP(return, "no HMM in this kernel");
@@ -602,9 +537,9 @@ TEST(hmm_enable_race_waits_for_the_first)
 	ASSERT_EQ(0, ret);
 	ld.addr = (uintptr_t)buf;
 	ASSERT_EQ(0, gru_issue(&g, &ld));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&g, 10000));
 	ASSERT_EQ(0, gru_call_os(&g, NULL));
-	ASSERT_EQ(GRU_ST_DONE, wait_not_busy(&g, 10000));
+	ASSERT_EQ(GRU_ST_DONE, gru_wait_not_busy(&g, 10000));
 	EXPECT_EQ(0x4d4d, g.win[GRU_WIN_RESULT / 8]);
 	pthread_join(te, NULL);
 	pthread_join(th, NULL);
@@ -646,7 +581,7 @@ TEST_F_TIMEOUT(life, stalled_contexts_cannot_park_every_slot, 240)
 
 			gru_close(&g);
 			close(pfd[0]);
-			if (gru_open(&p, 0) || set_mode(&p, GRU_FILL_IRQ, true))
+			if (gru_open(&p, 0) || gru_set_mode(&p, GRU_FILL_IRQ, true))
 				_exit(1);
 			fresh = mmap(NULL, PAGE_SZ, PROT_READ,
 				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -690,7 +625,7 @@ TEST_F_TIMEOUT(life, stalled_contexts_cannot_park_every_slot, 240)
 	gru_close(&g);
 	free(pids);
 	if (self->base >= 0)
-		EXPECT_EQ(self->base, live_wait("contexts", self->base, 10000));
+		EXPECT_EQ(self->base, gru_live_wait("contexts", self->base, 10000));
 }
 
 /*
@@ -727,7 +662,7 @@ TEST_F_TIMEOUT(life, stalls_answered_in_time_still_give_way, 180)
 			_exit(1);
 		madvise(big, n * len, MADV_NOHUGEPAGE);
 		for (k = 0; k < n; k++) {
-			if (gru_open(&p[k], 0) || set_mode(&p[k], GRU_FILL_IRQ, true))
+			if (gru_open(&p[k], 0) || gru_set_mode(&p[k], GRU_FILL_IRQ, true))
 				_exit(2);
 			i.addr = (uintptr_t)(big + k * len);
 			if (gru_issue(&p[k], &i))
@@ -751,8 +686,8 @@ TEST_F_TIMEOUT(life, stalls_answered_in_time_still_give_way, 180)
 					continue;
 				}
 				if (!seen[k]) {
-					seen[k] = now_ms();
-				} else if (now_ms() - seen[k] >= 30) {
+					seen[k] = mono_ms();
+				} else if (mono_ms() - seen[k] >= 30) {
 					gru_call_os(&p[k], NULL);
 					seen[k] = 0;
 				}
@@ -794,13 +729,13 @@ TEST_F_TIMEOUT(life, preempted_instruction_fails_with_preempted, 120)
 
 	ASSERT_EQ(0, gru_open(&g, 0));
 	ASSERT_EQ(0, gru_info(&g, &info));
-	ASSERT_EQ(0, set_mode(&g, GRU_FILL_IRQ, true));
+	ASSERT_EQ(0, gru_set_mode(&g, GRU_FILL_IRQ, true));
 	fresh = mmap(NULL, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
 		     -1, 0);
 	ASSERT_NE(MAP_FAILED, fresh);
 	i.addr = (uintptr_t)fresh;
 	ASSERT_EQ(0, gru_issue(&g, &i));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&g, 10000));
 
 	/* every other slot runs the same never-answered stall */
 	n = info.hw_contexts;
@@ -808,7 +743,7 @@ TEST_F_TIMEOUT(life, preempted_instruction_fails_with_preempted, 120)
 	ASSERT_NE(NULL, o);
 	for (k = 0; k < n; k++) {
 		ASSERT_EQ(0, gru_open(&o[k], 0));
-		ASSERT_EQ(0, set_mode(&o[k], GRU_FILL_IRQ, true));
+		ASSERT_EQ(0, gru_set_mode(&o[k], GRU_FILL_IRQ, true));
 		ASSERT_EQ(0, gru_issue(&o[k], &i));
 	}
 	/*
@@ -876,7 +811,7 @@ TEST_F_TIMEOUT(life, late_call_os_answer_is_dropped, 60)
 		gru_close(&g);
 		SKIP(return, "no userfaultfd: %s", strerror(-uffd));
 	}
-	ASSERT_EQ(0, set_mode(&g, GRU_FILL_IRQ, true));
+	ASSERT_EQ(0, gru_set_mode(&g, GRU_FILL_IRQ, true));
 	src = mmap(NULL, 2 * PAGE_SZ, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	dst = map_aligned(2 * PAGE_SZ, PAGE_SZ);
@@ -890,7 +825,7 @@ TEST_F_TIMEOUT(life, late_call_os_answer_is_dropped, 60)
 	i.src = (uintptr_t)src;
 	i.len = 2 * PAGE_SZ;
 	ASSERT_EQ(0, gru_issue(&g, &i));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&g, 10000));
 
 	/* the slow caller: it sleeps in the fault on src page 0 */
 	b.g = &g;
@@ -901,7 +836,7 @@ TEST_F_TIMEOUT(life, late_call_os_answer_is_dropped, 60)
 
 	/* the fast caller answers the same stall; the copy stalls on page 1 */
 	ASSERT_EQ(0, gru_call_os(&g, NULL));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&g, 10000));
 	gru_exception(&g, &e);
 	ASSERT_EQ((uintptr_t)src + PAGE_SZ, e.va & ~(PAGE_SZ - 1));
 	ASSERT_EQ(0, gru_stats(&g, &st));
@@ -918,10 +853,10 @@ TEST_F_TIMEOUT(life, late_call_os_answer_is_dropped, 60)
 	usleep(200000);
 	ASSERT_EQ(0, gru_stats(&g, &st));
 	EXPECT_EQ(faults, st.faults) TH_LOG("a stale answer resumed the newer stall");
-	EXPECT_EQ(GRU_ST_CALLOS, wait_not_busy(&g, 1000));
+	EXPECT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&g, 1000));
 
 	ASSERT_EQ(0, gru_call_os(&g, NULL));
-	EXPECT_EQ(GRU_ST_DONE, wait_not_busy(&g, 10000));
+	EXPECT_EQ(GRU_ST_DONE, gru_wait_not_busy(&g, 10000));
 	for (k = 0; k < (int)PAGE_SZ; k++)
 		if (dst[k] != 0x3c || dst[PAGE_SZ + k] != 0)
 			break;
@@ -965,13 +900,13 @@ TEST_F_TIMEOUT(life, function_reset_aborts_and_recovers, 120)
 	mem = map_aligned(64 * PAGE_SZ, PAGE_SZ);
 	ASSERT_NE(NULL, mem);
 	ASSERT_EQ(0, gru_store(&a, mem, 1));
-	ASSERT_EQ(0, set_mode(&b, GRU_FILL_IRQ, true));
+	ASSERT_EQ(0, gru_set_mode(&b, GRU_FILL_IRQ, true));
 	fresh = mmap(NULL, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
 		     -1, 0);
 	ASSERT_NE(MAP_FAILED, fresh);
 	i.addr = (uintptr_t)fresh;
 	ASSERT_EQ(0, gru_issue(&b, &i));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&b, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&b, 10000));
 
 	ASSERT_EQ(0, write_str(path, "1"));
 
@@ -988,7 +923,7 @@ TEST_F_TIMEOUT(life, function_reset_aborts_and_recovers, 120)
 		ASSERT_EQ(0x77000 + k, v);
 		EXPECT_EQ(0x77000 + k, *p);
 	}
-	ASSERT_EQ(0, set_mode(&b, GRU_FILL_IRQ, false));
+	ASSERT_EQ(0, gru_set_mode(&b, GRU_FILL_IRQ, false));
 	ASSERT_EQ(0, gru_load(&b, mem + PAGE_SZ / 8, &v));
 	EXPECT_EQ(0x77001, v);
 	ASSERT_EQ(0, gru_load(&b, fresh, &v));
@@ -1019,7 +954,7 @@ static void storm_child(unsigned int seed, int fate)
 		if (gru_open(&g[k], GRU_LIB_AUTO_CALLOS))
 			_exit(2);
 		r = rand() % 4;
-		set_mode(&g[k], r == 3 ? GRU_FILL_HMM : GRU_FILL_IRQ, r == 2);
+		gru_set_mode(&g[k], r == 3 ? GRU_FILL_HMM : GRU_FILL_IRQ, r == 2);
 		if (r == 1)
 			gru_set_opts(&g[k], &(struct gru_ctx_opts){
 				.fill_mode = GRU_FILL_IRQ, .batch = 4 });
@@ -1094,8 +1029,8 @@ TEST_F_TIMEOUT(life, kill_storm_leaves_nothing_behind, 600)
 	}
 	TH_LOG("%d processes, %d killed", rounds * per_round, killed);
 	if (self->base >= 0) {
-		EXPECT_EQ(self->base, live_wait("contexts", self->base, 20000));
-		EXPECT_EQ(0, live_wait("works", 0, 20000));
+		EXPECT_EQ(self->base, gru_live_wait("contexts", self->base, 20000));
+		EXPECT_EQ(0, gru_live_wait("works", 0, 20000));
 	}
 }
 

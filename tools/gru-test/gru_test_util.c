@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gru_test_util.h"
@@ -191,4 +192,71 @@ long long gru_param(const char *name)
 
 	snprintf(p, sizeof(p), "/sys/module/gru_tlb/parameters/%s", name);
 	return read_num(p);
+}
+
+uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long gru_live(const char *name)
+{
+	char key[32];
+	long val;
+	FILE *f = fopen("/sys/kernel/debug/gru/live", "r");
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%31s %ld", key, &val) == 2) {
+		if (!strcmp(key, name)) {
+			fclose(f);
+			return val;
+		}
+	}
+	fclose(f);
+	return -1;
+}
+
+long gru_live_wait(const char *name, long want, int ms)
+{
+	long v = gru_live(name);
+
+	while (v > want && ms > 0) {
+		usleep(20000);
+		ms -= 20;
+		v = gru_live(name);
+	}
+	return v;
+}
+
+int gru_set_mode(struct gru_ctx *g, uint32_t mode, bool callos)
+{
+	struct gru_ctx_opts o;
+	int ret = gru_get_opts(g, &o);
+
+	if (ret)
+		return ret;
+	o.fill_mode = mode;
+	o.batch = 1;
+	if (callos)
+		o.flags |= GRU_OPT_CALLOS;
+	else
+		o.flags &= ~GRU_OPT_CALLOS;
+	return gru_set_opts(g, &o);
+}
+
+uint64_t gru_wait_not_busy(struct gru_ctx *g, int ms)
+{
+	uint64_t end = mono_ms() + ms, st;
+
+	do {
+		st = g->win[GRU_WIN_STATUS / 8];
+		if (st != GRU_ST_BUSY)
+			return st;
+		usleep(1000);
+	} while (mono_ms() < end);
+	return GRU_ST_BUSY;
 }

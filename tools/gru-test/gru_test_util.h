@@ -53,5 +53,15 @@ int move_page_to(void *va, int node);
 const char *find_real_fs(char *buf, size_t len);
 /* a gru module parameter, or -1 */
 long long gru_param(const char *name);
+/* CLOCK_MONOTONIC in ms */
+uint64_t mono_ms(void);
+/* a count of /sys/kernel/debug/gru/live (contexts, works, ...), or -1 */
+long gru_live(const char *name);
+/* wait up to @ms for gru_live(@name) to drop to @want; its last value */
+long gru_live_wait(const char *name, long want, int ms);
+/* fill mode, batch 1, call-OS on or off (other flags kept); 0 or -errno */
+int gru_set_mode(struct gru_ctx *g, uint32_t mode, bool callos);
+/* poll the window until it leaves BUSY or @ms pass; the status */
+uint64_t gru_wait_not_busy(struct gru_ctx *g, int ms);
 
 #endif

@@ -31,7 +31,6 @@
 #include "gru_test_util.h"
 
 #define QMP		"/opt/gru/bin/gru-qmp"
-#define LIVE_PATH	"/sys/kernel/debug/gru/live"
 #define BIG		(16UL << 20)
 
 static sigjmp_buf bus_jmp;
@@ -58,24 +57,6 @@ static bool window_sigbus(struct gru_ctx *g)
 	return bus;
 }
 
-static long live_count(const char *name)
-{
-	char key[32];
-	long val;
-	FILE *f = fopen(LIVE_PATH, "r");
-
-	if (!f)
-		return -1;
-	while (fscanf(f, "%31s %ld", key, &val) == 2) {
-		if (!strcmp(key, name)) {
-			fclose(f);
-			return val;
-		}
-	}
-	fclose(f);
-	return -1;
-}
-
 static bool wait_path(const char *path, bool present, int ms)
 {
 	while (ms > 0) {
@@ -85,29 +66,6 @@ static bool wait_path(const char *path, bool present, int ms)
 		ms -= 50;
 	}
 	return (access(path, F_OK) == 0) == present;
-}
-
-static int set_mode(struct gru_ctx *g, bool callos)
-{
-	struct gru_ctx_opts o = { .fill_mode = GRU_FILL_IRQ, .batch = 1 };
-
-	if (callos)
-		o.flags = GRU_OPT_CALLOS;
-	return gru_set_opts(g, &o);
-}
-
-static uint64_t wait_not_busy(struct gru_ctx *g, int ms)
-{
-	uint64_t st = GRU_ST_BUSY;
-
-	while (ms > 0) {
-		st = g->win[GRU_WIN_STATUS / 8];
-		if (st != GRU_ST_BUSY)
-			break;
-		usleep(1000);
-		ms--;
-	}
-	return st;
 }
 
 /* The PCI device directory of /dev/gru, e.g. /sys/devices/.../0000:01:00.0 */
@@ -134,11 +92,11 @@ FIXTURE_SETUP(unplug)
 
 	if (!gru_present())
 		SKIP(return, "no /dev/gru");
-	self->live_base = live_count("contexts");
+	self->live_base = gru_live("contexts");
 
 	/* a long copy over untouched memory: the worker fills page by page */
 	ASSERT_EQ(0, gru_open(&self->copy, 0));
-	ASSERT_EQ(0, set_mode(&self->copy, false));
+	ASSERT_EQ(0, gru_set_mode(&self->copy, GRU_FILL_IRQ, false));
 	self->src = mmap(NULL, BIG, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	self->dst = mmap(NULL, BIG, PROT_READ | PROT_WRITE,
@@ -152,17 +110,17 @@ FIXTURE_SETUP(unplug)
 
 	/* a call-OS stall nobody answers */
 	ASSERT_EQ(0, gru_open(&self->stall, 0));
-	ASSERT_EQ(0, set_mode(&self->stall, true));
+	ASSERT_EQ(0, gru_set_mode(&self->stall, GRU_FILL_IRQ, true));
 	fresh = mmap(NULL, PAGE_SZ, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS,
 		     -1, 0);
 	ASSERT_NE(MAP_FAILED, fresh);
 	ld.addr = (uintptr_t)fresh;
 	ASSERT_EQ(0, gru_issue(&self->stall, &ld));
-	ASSERT_EQ(GRU_ST_CALLOS, wait_not_busy(&self->stall, 10000));
+	ASSERT_EQ(GRU_ST_CALLOS, gru_wait_not_busy(&self->stall, 10000));
 
 	/* a worker asleep in a userfaultfd fault nobody answers */
 	ASSERT_EQ(0, gru_open(&self->sleeper, 0));
-	ASSERT_EQ(0, set_mode(&self->sleeper, false));
+	ASSERT_EQ(0, gru_set_mode(&self->sleeper, GRU_FILL_IRQ, false));
 	self->uffd = syscall(__NR_userfaultfd, O_CLOEXEC);
 	if (self->uffd >= 0 && !ioctl(self->uffd, UFFDIO_API, &api)) {
 		self->uffd_page = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
@@ -248,10 +206,10 @@ static void check_back(struct __test_metadata *_metadata,
 		self->uffd = -1;
 	}
 	if (self->live_base >= 0) {
-		for (k = 0; k < 500 && live_count("contexts") > self->live_base; k++)
+		for (k = 0; k < 500 && gru_live("contexts") > self->live_base; k++)
 			usleep(20000);
-		EXPECT_EQ(self->live_base, live_count("contexts"));
-		EXPECT_EQ(1, live_count("devices"));
+		EXPECT_EQ(self->live_base, gru_live("contexts"));
+		EXPECT_EQ(1, gru_live("devices"));
 	}
 }
 
