@@ -663,7 +663,9 @@ void gru_fault_rescan(struct work_struct *work)
 	local_irq_disable();
 	if (!READ_ONCE(gdev->resetting) && !READ_ONCE(gdev->gone)) {
 		pending = gru_fault_pending(gdev);
-		if (pending && pending != ~0UL)
+		/* as in the handler: all ones may be 64 real misses */
+		if (pending && (pending != ~0UL ||
+				gru_rd(gdev, GRU_REG_ID) == GRU_MAGIC))
 			again = gru_fault_scan(gdev, pending, 0);
 	}
 	local_irq_enable();
