@@ -30,8 +30,8 @@
 #include "sysemu/dma.h"
 #include "exec/memory.h"
 #include "qom/object.h"
-#include "gru-contract/linux/gru_regs.h"
-#include "gru-contract/uapi/misc/gru.h"
+#include "hw/misc/gru_regs.h"
+#include "standard-headers/misc/gru.h"
 #include "trace.h"
 
 #define TYPE_GRU_TLB "gru-tlb"

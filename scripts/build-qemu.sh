@@ -91,7 +91,8 @@ QEMU_VER=$(head -n1 "$SRC/debian/changelog")
 KEY=$(
 	cd "$REPO"
 	{
-		find qemu-hw include scripts/build-qemu.sh -type f -print0 |
+		find qemu-hw include drivers/misc/gru/gru_regs.h scripts/build-qemu.sh \
+			-type f -print0 |
 			LC_ALL=C sort -z | xargs -0 sha256sum
 		echo "$QEMU_VER"
 		echo "${CONFIGURE_ARGS[*]}"
@@ -113,7 +114,29 @@ done
 # re-pointed on every run because the repo may have moved (CI clones).
 log "linking $REPO/qemu-hw into $SRC"
 ln -sfn "$REPO/qemu-hw" "$SRC/hw/gru"
-ln -sfn "$REPO/include" "$SRC/include/gru-contract"
+rm -f "$SRC/include/gru-contract"
+# The contract headers go where QEMU keeps such headers: the register map
+# as a device header, the uapi header converted to QEMU's
+# standard-headers form as scripts/update-linux-headers.sh would.
+install_if_changed() {	# source (or - for stdin), destination
+	local tmp
+	tmp=$(mktemp)
+	cat "$1" >"$tmp"
+	if cmp -s "$tmp" "$2"; then
+		rm -f "$tmp"
+	else
+		mkdir -p "$(dirname "$2")"
+		mv "$tmp" "$2"
+		chmod 644 "$2"
+	fi
+}
+install_if_changed "$REPO/drivers/misc/gru/gru_regs.h" "$SRC/include/hw/misc/gru_regs.h"
+sed -e 's/__u\([0-9][0-9]*\)/uint\1_t/g' \
+	-e 's/__s\([0-9][0-9]*\)/int\1_t/g' \
+	-e 's@#include <linux/types.h>@#include "standard-headers/linux/types.h"@' \
+	-e '/#include <linux\/ioctl.h>/d' \
+	"$REPO/include/uapi/misc/gru.h" |
+	install_if_changed - "$SRC/include/standard-headers/misc/gru.h"
 ln -sfn "$REPO/qemu-hw/tests/gru-test.c" "$SRC/tests/qtest/gru-test.c"
 
 add_line_after() {	# file, anchor regex (first match), line to add

@@ -15,7 +15,7 @@
 #   /usr/bin/lspci             the real one, with its shared libraries and
 #                              /usr/share/misc/pci.ids, so lspci -nn -vv works
 #   /sbin/gru-lspci-check      KTAP check of the device's BARs and MSI-X
-#   /etc/gru-pci.conf          PCI IDs and BAR numbers from include/linux/gru_regs.h
+#   /etc/gru-pci.conf          PCI IDs and BAR numbers from drivers/misc/gru/gru_regs.h
 #
 # The commands to run are not in here: guest-run.sh appends a small second
 # archive per run, so this one is cached in $GRU_CACHE/initramfs/ under a
@@ -91,7 +91,7 @@ runner=$repo/tools/gru-test/run-guest-tests.sh
 
 lspci_bin=$(command -v lspci)
 inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep.bin" "$repo/scripts/guest/gru-lspci-check"
-	"$repo/include/linux/gru_regs.h" "$busybox" "$lspci_bin" "$pciids"
+	"$repo/drivers/misc/gru/gru_regs.h" "$busybox" "$lspci_bin" "$pciids"
 	"${modlist[@]}" "${tools[@]}")
 [ "$module" = none ] || inputs+=("$module")
 [ -z "$runner" ] || inputs+=("$runner")
@@ -120,7 +120,7 @@ ln -s busybox "$stage/bin/sh"
 install -m 755 "$repo/scripts/guest/gru-lspci-check" "$stage/sbin/gru-lspci-check"
 
 # The contract header is the one source of the IDs and BAR numbers.
-hdr=$repo/include/linux/gru_regs.h
+hdr=$repo/drivers/misc/gru/gru_regs.h
 for name in GRU_PCI_VENDOR_ID GRU_PCI_DEVICE_ID GRU_BAR_REGS GRU_BAR_WINDOWS GRU_BAR_MSIX; do
 	val=$(awk -v n="$name" '$1 == "#define" && $2 == n {print $3; exit}' "$hdr")
 	[ -n "$val" ] || die "$name not found in $hdr"

@@ -13,8 +13,8 @@
 #include "libqos/pci.h"
 #include "qapi/qmp/qdict.h"
 #include "hw/pci/pci_regs.h"
-#include "gru-contract/linux/gru_regs.h"
-#include "gru-contract/uapi/misc/gru.h"
+#include "hw/misc/gru_regs.h"
+#include "standard-headers/misc/gru.h"
 
 #define GRU_SLOT        4
 #define MSI_DATA(v)     (0x4000u + (v))

@@ -23,7 +23,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <linux/gru_regs.h>
+#include "gru_regs.h"
 #include "libgru.h"
 
 #define DEBUGFS_GRU	"/sys/kernel/debug/gru"

@@ -43,7 +43,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uapi/misc/gru.h>
+#include <misc/gru.h>
 
 #define GRU_DEV_PATH	"/dev/gru"
 

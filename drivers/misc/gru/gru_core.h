@@ -73,7 +73,7 @@
 #include <linux/uidgid.h>
 #include <linux/refcount.h>
 #include <uapi/misc/gru.h>
-#include <linux/gru_regs.h>
+#include "gru_regs.h"
 
 #define GRU_DRV_NAME		"gru_tlb"
 #define GRU_HIST_BUCKETS	32	/* log2(ns) buckets of miss service */

@@ -10,15 +10,8 @@
  * All registers are 64 bits wide and little endian; 32-bit accesses to
  * the low half of a register are also accepted.
  */
-#ifndef _LINUX_GRU_REGS_H
-#define _LINUX_GRU_REGS_H
-
-/* The same header serves QEMU and user space (gru-info), which lack bits.h */
-#ifdef __KERNEL__
-#include <linux/bits.h>
-#elif !defined(BIT_ULL)
-#define BIT_ULL(nr)		(1ULL << (nr))
-#endif
+#ifndef GRU_REGS_H
+#define GRU_REGS_H
 
 /* PCI identity (QEMU's experimental vendor ID, as hw/misc/edu.c uses) */
 #define GRU_PCI_VENDOR_ID	0x1234
@@ -160,11 +153,11 @@
 #define GRU_CTX_SERVICE_NS	0x60	/* RO: last miss raise -> resume, ns */
 
 #define GRU_CTX_ASID_MASK	0xffffULL
-#define GRU_CTX_ASID_VALID	BIT_ULL(31)
+#define GRU_CTX_ASID_VALID	(1ULL << 31)
 
 #define GRU_FAULT_WRITE		0x1	/* the missing access is a write */
 #define GRU_FAULT_SRC		0x2	/* BCOPY source operand */
-#define GRU_FAULT_VALID		BIT_ULL(63)
+#define GRU_FAULT_VALID		(1ULL << 63)
 
 /* GRU_CTX_CMD commands; writing any of them clears FAULT_PENDING bit n */
 #define GRU_CMD_RESUME		1	/* retry the translation */
@@ -176,4 +169,4 @@
 #define GRU_CMD_ARG_SHIFT	8
 #define GRU_CMD(cmd, arg)	((cmd) | ((arg) << GRU_CMD_ARG_SHIFT))
 
-#endif /* _LINUX_GRU_REGS_H */
+#endif /* GRU_REGS_H */
