@@ -3,12 +3,14 @@
 #
 #   make run     build everything, boot the guest with the device, run the demo
 #                and the latency report
-#   make check   device qtests, then the guest tests; ends "N passed, N failed"
+#   make check   device qtests, the guest tests (test-hook module), a boot
+#                with the production module, the mutation run on the debug
+#                kernel; ends "N passed, N failed"
 #
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
 # Other targets: setup qemu kernel module tools initramfs qtests
-# guest-check clean help.
+# guest-check mutation-check clean help.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -25,15 +27,23 @@ GRU_TOOLS := $(CURDIR)/tools/gru-test
 RUN_GUEST_ARGS ?=
 CHECK_GUEST_ARGS ?= --numa 2 --mem 4G --hugepages
 CHECK_TIMEOUT ?= 1500
-# The race detector's mutation run: both race closures off (device and driver).
-MUTATION_ARGS ?= --device-opts no-gen-check=on \
-	--append "gru_tlb.no_seq_check=1 gru_tlb.no_post_inval=1"
+# The race detector's mutation run: both race closures off, the device's
+# by its test property, the driver's by fault injection, which needs a
+# kernel with FAULT_INJECTION_DEBUG_FS (Debian's have none): the debug one.
+MUTATION_KERNEL ?= debug
+MUTATION_ARGS ?=
 
 # The QEMU binary and the guest kernel, as resolved by the qemu/kernel targets.
 QEMU_BIN = $$(cat $(B)/qemu.path)
-KENV = . $(B)/guest-kernel.env
+KENV = . $(B)/guest-kernel-$(KERNEL).env
 
-.PHONY: all help setup qemu kernel module tools initramfs run check qtests guest-check clean
+# The module for the guest kernel, in a tree of its own per kernel and per
+# kind: "debug" has the test hooks (CONFIG_GRU_TLB_DEBUG) the suite needs,
+# "prod" is what a user would install.
+KMOD_KO = $(B)/kmod/$(KERNEL)/$(1)/drivers/misc/gru/gru_tlb.ko
+
+.PHONY: all help setup qemu kernel module tools initramfs run check qtests guest-check \
+	mutation-check clean
 all: run
 
 help:
@@ -51,17 +61,22 @@ qemu: setup
 
 kernel: setup
 	@mkdir -p $(B)
-	scripts/guest-kernel.sh $(KERNEL) >$(B)/guest-kernel.env.tmp
-	@mv $(B)/guest-kernel.env.tmp $(B)/guest-kernel.env
-	@cat $(B)/guest-kernel.env
+	scripts/guest-kernel.sh $(KERNEL) >$(B)/guest-kernel-$(KERNEL).env.tmp
+	@mv $(B)/guest-kernel-$(KERNEL).env.tmp $(B)/guest-kernel-$(KERNEL).env
+	@cat $(B)/guest-kernel-$(KERNEL).env
 
 module: kernel
-	@if [ -f $(GRU_DRV)/Makefile ] || [ -f $(GRU_DRV)/Kbuild ]; then \
-		$(KENV); echo "module: building gru_tlb.ko for $$KVER"; \
-		$(MAKE) -j2 -C $$KBUILD M=$(GRU_DRV) W=1 modules; \
-	else \
-		echo "module: $(GRU_DRV) has no Makefile yet; the guest runs without the driver"; \
-	fi
+	@$(KENV); for kind in debug prod; do \
+		t=$(B)/kmod/$(KERNEL)/$$kind; \
+		mkdir -p $$t/drivers/misc/gru $$t/include; \
+		rsync -a --include='*.[ch]' --include=Makefile --include=Kconfig \
+			--exclude='*' $(GRU_DRV)/ $$t/drivers/misc/gru/; \
+		rsync -a $(CURDIR)/include/ $$t/include/; \
+		echo "module: building the $$kind gru_tlb.ko for $$KVER"; \
+		$(MAKE) -j2 -C $$KBUILD M=$$t/drivers/misc/gru W=1 \
+			CONFIG_GRU_TLB_DEBUG=$$([ $$kind = debug ] && echo y || echo n) \
+			modules; \
+	done
 
 tools: setup
 	@if [ -f $(GRU_TOOLS)/Makefile ]; then \
@@ -71,7 +86,8 @@ tools: setup
 	fi
 
 initramfs: kernel module tools
-	@$(KENV); export KVER KMODROOT; scripts/mkinitramfs.sh --kernel $(KERNEL) >$(B)/initramfs.path
+	@$(KENV); export KVER KMODROOT; scripts/mkinitramfs.sh --kernel $(KERNEL) \
+		--module $(call KMOD_KO,debug) >$(B)/initramfs.path
 	@echo "initramfs: $$(cat $(B)/initramfs.path)"
 
 # The main job: show the device in the guest, then the demo and the
@@ -85,12 +101,12 @@ RUN_ICOUNT_ARGS ?= --icount 0 --smp 1
 run: qemu initramfs
 	@$(KENV); export KVER KIMAGE KMODROOT; \
 	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/run \
-		--no-tests-ok $(RUN_GUEST_ARGS) --script scripts/guest/run-demo.sh
+		--module $(call KMOD_KO,debug) --no-tests-ok $(RUN_GUEST_ARGS) --script scripts/guest/run-demo.sh
 	@dirs=$(RESULTS)/run; rm -rf $(RESULTS)/run-icount; \
 	if [ -x $(GRU_TOOLS)/build/gru-bench ]; then \
 		$(KENV); export KVER KIMAGE KMODROOT; \
 		QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/run-icount \
-			--no-tests-ok $(RUN_ICOUNT_ARGS) 'gru-bench'; \
+			--module $(call KMOD_KO,debug) --no-tests-ok $(RUN_ICOUNT_ARGS) 'gru-bench'; \
 		dirs="$$dirs $(RESULTS)/run-icount"; \
 	fi; \
 	if [ -x $(GRU_TOOLS)/host-report.sh ]; then \
@@ -103,36 +119,44 @@ qtests: qemu
 	@mkdir -p $(RESULTS)
 	scripts/run-qtests.sh 2>&1 | tee $(RESULTS)/qtests.log
 
-# Guest tests: the device as lspci sees it, then the project's suite, then
-# (when the race detector is built) the mutation run that must catch races.
+# Guest tests: the device as lspci sees it, then the project's suite with
+# the test hooks built in, then a boot with the production module (the
+# hooks must be absent), then the mutation run that must catch races (on
+# MUTATION_KERNEL, which has fault injection).
 guest-check: qemu initramfs
 	@mkdir -p $(RESULTS); rc=0; \
 	$(KENV); export KVER KIMAGE KMODROOT; \
 	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/guest \
-		--timeout $(CHECK_TIMEOUT) $(CHECK_GUEST_ARGS) \
-		'gru-lspci-check 1' \
-		'if [ -x /opt/gru/bin/run-guest-tests.sh ]; then run-guest-tests.sh; else echo "# run-guest-tests.sh not built yet"; fi' \
+		--module $(call KMOD_KO,debug) --timeout $(CHECK_TIMEOUT) $(CHECK_GUEST_ARGS) \
+		'gru-lspci-check 1' 'GRU_EXPECT_BUILD=debug run-guest-tests.sh' \
 		2>&1 | tee $(RESULTS)/guest.log || rc=1; \
-	if [ -x $(GRU_TOOLS)/build/gru-race ]; then \
-		QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/mutation \
-			--timeout $(CHECK_TIMEOUT) $(CHECK_GUEST_ARGS) $(MUTATION_ARGS) \
-			'run-guest-tests.sh --mutation' 2>&1 | tee $(RESULTS)/mutation.log || rc=1; \
-	else \
-		rm -f $(RESULTS)/mutation.log; \
-	fi; \
+	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/prod \
+		--module $(call KMOD_KO,prod) --timeout $(CHECK_TIMEOUT) \
+		'GRU_EXPECT_BUILD=production run-guest-tests.sh -t gru_basic_test -t gru_badinput_test' \
+		2>&1 | tee $(RESULTS)/prod.log || rc=1; \
 	exit $$rc
+
+mutation-check: qemu
+	@mkdir -p $(RESULTS); \
+	$(MAKE) --no-print-directory KERNEL=$(MUTATION_KERNEL) module tools; \
+	. $(B)/guest-kernel-$(MUTATION_KERNEL).env; export KVER KIMAGE KMODROOT; \
+	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(MUTATION_KERNEL) --results $(RESULTS)/mutation \
+		--module $(B)/kmod/$(MUTATION_KERNEL)/debug/drivers/misc/gru/gru_tlb.ko \
+		--timeout $(CHECK_TIMEOUT) $(CHECK_GUEST_ARGS) $(MUTATION_ARGS) \
+		'run-guest-tests.sh --mutation' 2>&1 | tee $(RESULTS)/mutation.log
 
 # Runs every stage even when one fails, then sums the stages' closing
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,guest,mutation}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,guest,prod,mutation}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
+	$(MAKE) --no-print-directory mutation-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests guest mutation; do \
+	for s in qtests guest prod mutation; do \
 		log=$(RESULTS)/$$s.log; \
-		[ -e $$log ] || { [ $$s = mutation ] && continue; echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
+		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \
 		if [ -z "$$line" ]; then echo "check: $$s: no result line (see $$log)"; f=$$((f + 1)); continue; fi; \
 		echo "check: $$s: $$line"; \
@@ -146,7 +170,7 @@ check: qemu initramfs
 	[ $$f = 0 ]
 
 clean:
-	@if [ -f $(GRU_DRV)/Makefile ] && [ -f $(B)/guest-kernel.env ]; then \
-		$(KENV); $(MAKE) -C $$KBUILD M=$(GRU_DRV) clean; fi
+	@if [ -f $(GRU_DRV)/gru_tlb.ko ] && [ -d /lib/modules/$$(uname -r)/build ]; then \
+		$(MAKE) -C /lib/modules/$$(uname -r)/build M=$(GRU_DRV) clean; fi
 	@if [ -f $(GRU_TOOLS)/Makefile ]; then $(MAKE) -C $(GRU_TOOLS) clean; fi
 	rm -rf $(B) $(RESULTS)

@@ -801,7 +801,7 @@ static uint64_t gru_check_insn(GruCtx *c, uint64_t *bad_va)
             *bad_va = addr;
             return GRU_ERR_MISALIGNED;
         }
-        if (addr > GRU_USER_VA_LIMIT - 8) {
+        if (addr > GRU_VA_LIMIT - 8) {
             *bad_va = addr;
             return GRU_ERR_KERNEL_ADDR;
         }
@@ -815,11 +815,11 @@ static uint64_t gru_check_insn(GruCtx *c, uint64_t *bad_va)
             return GRU_ERR_OVERLAP;
         }
         /* LEN <= 64 MiB, so the comparisons below cannot wrap. */
-        if (len && addr > GRU_USER_VA_LIMIT - len) {
+        if (len && addr > GRU_VA_LIMIT - len) {
             *bad_va = addr;
             return GRU_ERR_KERNEL_ADDR;
         }
-        if (len && opc == GRU_OPC_BCOPY && src > GRU_USER_VA_LIMIT - len) {
+        if (len && opc == GRU_OPC_BCOPY && src > GRU_VA_LIMIT - len) {
             *bad_va = src;
             return GRU_ERR_KERNEL_ADDR;
         }
@@ -1077,7 +1077,7 @@ static void gru_dropin(GruState *s, uint64_t cmd)
     mask = sc <= GRU_ATTR_SIZE_1G ? (1ULL << gru_size_shift(sc)) - 1 : 0;
     if ((attr & ~(uint64_t)GRU_ATTR_VALID_MASK) || sc > GRU_ATTR_SIZE_1G ||
         (va & mask) || (pa & mask) || !s->di_asid ||
-        s->di_asid > GRU_CTX_ASID_MASK || va >= GRU_USER_VA_LIMIT ||
+        s->di_asid > GRU_CTX_ASID_MASK || va >= GRU_VA_LIMIT ||
         s->di_gen > s->inv_gen) {
         qemu_log_mask(LOG_GUEST_ERROR, "gru: bad drop-in asid 0x%" PRIx64
                       " va 0x%" PRIx64 " pa 0x%" PRIx64 " attr 0x%" PRIx64
@@ -1777,10 +1777,25 @@ static Property gru_properties[] = {
     DEFINE_PROP_UINT32("tlb-ways", GruState, tlb_ways, 4),
     DEFINE_PROP_UINT32("vectors", GruState, nr_vectors, 9),
     DEFINE_PROP_UINT64("insn-latency-ns", GruState, insn_latency_ns, 100),
-    DEFINE_PROP_BOOL("no-gen-check", GruState, no_gen_check, false),
     DEFINE_PROP_UINT32("x-fadd-interference", GruState, fadd_interference, 0),
     DEFINE_PROP_END_OF_LIST(),
 };
+
+/*
+ * x-no-gen-check turns off the stale drop-in check for the race detector's
+ * mutation run.  Unlike the static properties it may be changed while the
+ * device runs (qom-set), so that one boot can test the driver's protocol
+ * with and without the device's own check.
+ */
+static bool gru_get_no_gen_check(Object *obj, Error **errp)
+{
+    return GRU_TLB(obj)->no_gen_check;
+}
+
+static void gru_set_no_gen_check(Object *obj, bool value, Error **errp)
+{
+    GRU_TLB(obj)->no_gen_check = value;
+}
 
 static void gru_class_init(ObjectClass *klass, void *data)
 {
@@ -1797,6 +1812,11 @@ static void gru_class_init(ObjectClass *klass, void *data)
     dc->reset = gru_reset;
     dc->vmsd = &gru_vmstate;
     device_class_set_props(dc, gru_properties);
+    object_class_property_add_bool(klass, "x-no-gen-check",
+                                   gru_get_no_gen_check,
+                                   gru_set_no_gen_check);
+    object_class_property_set_description(klass, "x-no-gen-check",
+        "test only: accept drop-ins older than an invalidation");
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }
 

@@ -21,9 +21,10 @@
 #                       rpN, so that QMP device_del gruN unplugs it
 #   --device-opts OPTS  extra properties for every device, "k=v,k=v"
 #   --hugepages         reserve 1 GiB and 2 MiB hugepages at boot
-#   --module PATH|none  driver to load (default drivers/misc/gru/gru_tlb.ko
-#                       when built for the guest kernel)
-#   --append ARGS       extra kernel command line, e.g. gru_tlb.no_seq_check=1
+#   --module PATH|none  driver to load (default: the test-hook build of
+#                       make module, build/kmod/<kernel>/debug/, else
+#                       drivers/misc/gru/gru_tlb.ko, if built for the kernel)
+#   --append ARGS       extra kernel command line, e.g. gru_tlb.max_asid=8
 #                       (gru_tlb.* words become module parameters)
 #   --timeout SECONDS   kill the guest after this long (default 600)
 #   --results DIR       where logs go (default results/guest-<time>)

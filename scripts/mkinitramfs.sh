@@ -53,17 +53,20 @@ pciids=/usr/share/misc/pci.ids
 
 # The driver goes in only if it was built for this guest kernel: a module
 # left over from a 6.12 build must not silently fail to load in 6.1.
+# `make module` builds into build/kmod/<kernel>/{debug,prod}/; a module
+# built by hand in drivers/misc/gru comes second.
 if [ "$module" = auto ]; then
 	module=none
-	m=$repo/drivers/misc/gru/gru_tlb.ko
-	if [ -f "$m" ]; then
+	for m in "$repo/build/kmod/$series/debug/drivers/misc/gru/gru_tlb.ko" \
+		 "$repo/drivers/misc/gru/gru_tlb.ko"; do
+		[ -f "$m" ] || continue
 		vm=$(modinfo -F vermagic "$m" 2>/dev/null | awk '{print $1}')
 		if [ "$vm" = "$KVER" ]; then
 			module=$m
-		else
-			log "skipping $m: built for '$vm', guest runs $KVER (make module)"
+			break
 		fi
-	fi
+		log "skipping $m: built for '$vm', guest runs $KVER (make module)"
+	done
 fi
 [ "$module" = none ] || [ -f "$module" ] || die "module $module not found"
 

@@ -133,6 +133,16 @@ static uint64_t qom_u64(Gru *g, const char *prop)
     return v;
 }
 
+static void qom_set_bool(Gru *g, const char *prop, bool value)
+{
+    QDict *r = qtest_qmp(g->qts, "{'execute': 'qom-set', 'arguments': "
+                         "{'path': '/machine/peripheral/gru0', "
+                         "'property': %s, 'value': %i}}", prop, value);
+
+    g_assert(qdict_haskey(r, "return"));
+    qobject_unref(r);
+}
+
 static void load_ctx(Gru *g, int n, uint16_t asid)
 {
     cwr(g, n, GRU_CTX_ASID, asid | GRU_CTX_ASID_VALID);
@@ -463,13 +473,24 @@ static void test_stale_dropin(void)
     g_assert_cmpuint(qom_u64(g, "stat-dropins-stale"), ==, 5);
     gru_stop(g);
 
-    /* The test-only no-gen-check build accepts the late drop-in. */
-    g = gru_start("no-gen-check=on");
+    /* The test-only x-no-gen-check build accepts the late drop-in. */
+    g = gru_start("x-no-gen-check=on");
     pa = alloc_buf(g, PAGE);
     invalidate(g, GRU_INV_RANGE, 3, VA0, VA0 + PAGE);
     g_assert_cmpuint(dropin_gen(g, 3, VA0, pa, RW, 0), ==, GRU_DI_INSTALLED);
     g_assert_cmphex(probe(g, 3, VA0, NULL) & GRU_PROBE_HIT, ==, 1);
     g_assert_cmpuint(rd(g, GRU_REG_STAT_DROPINS_STALE), ==, 0);
+    gru_stop(g);
+
+    /* It can be switched while the device runs, both ways. */
+    g = gru_start("");
+    pa = alloc_buf(g, PAGE);
+    qom_set_bool(g, "x-no-gen-check", true);
+    invalidate(g, GRU_INV_RANGE, 3, VA0, VA0 + PAGE);
+    g_assert_cmpuint(dropin_gen(g, 3, VA0, pa, RW, 0), ==, GRU_DI_INSTALLED);
+    qom_set_bool(g, "x-no-gen-check", false);
+    invalidate(g, GRU_INV_RANGE, 3, VA0, VA0 + PAGE);
+    g_assert_cmpuint(dropin_gen(g, 3, VA0, pa, RW, 1), ==, GRU_DI_STALE);
     gru_stop(g);
 }
 
@@ -486,7 +507,7 @@ static void test_bad_dropin(void)
                                 0), ==, GRU_DI_BAD);
     g_assert_cmpuint(dropin_gen(g, 1, VA0, pa, RW | 3, 0), ==, GRU_DI_BAD);
     g_assert_cmpuint(dropin_gen(g, 1, VA0, pa, RW | 0x10, 0), ==, GRU_DI_BAD);
-    g_assert_cmpuint(dropin_gen(g, 1, GRU_USER_VA_LIMIT, pa, RW, 0), ==,
+    g_assert_cmpuint(dropin_gen(g, 1, GRU_VA_LIMIT, pa, RW, 0), ==,
                      GRU_DI_BAD);
     g_assert_cmpuint(rd(g, GRU_REG_STAT_DROPINS_BAD), ==, 8);
     g_assert_cmpuint(dropin_gen(g, 1, VA0, pa, RW | GRU_ATTR_SIZE_2M, 0), ==,
@@ -744,7 +765,7 @@ static void expect_refused(Gru *g, int n, uint64_t op, uint64_t addr,
 static void test_errors_immediate(void)
 {
     Gru *g = gru_start("");
-    uint64_t lim = GRU_USER_VA_LIMIT, errs;
+    uint64_t lim = GRU_VA_LIMIT, errs;
 
     load_ctx(g, 0, 1);
     expect_refused(g, 0, OP(GRU_OPC_MAX + 1, 0, 0), VA0, 0, 0,
@@ -977,7 +998,7 @@ static void test_save_restore(void)
     g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
     g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_BAD_OPCODE);
     wwr(g, 0, GRU_WIN_OP, OP(GRU_OPC_LOAD, 0, 0));
-    wwr(g, 0, GRU_WIN_ADDR, GRU_USER_VA_LIMIT);
+    wwr(g, 0, GRU_WIN_ADDR, GRU_VA_LIMIT);
     cwr(g, 0, GRU_CTX_STATUS, GRU_ST_CALLOS);
     g_assert_cmpuint(wrd(g, 0, GRU_WIN_STATUS), ==, GRU_ST_ERROR);
     g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_KERNEL_ADDR);
@@ -1093,7 +1114,7 @@ static void test_random_writes(void)
             pa + g_rand_int_range(r, 0, 4) * PAGE, 0xfed00000,
             GRU_OP_ENCODE(g_rand_int_range(r, 0, 9),
                           g_rand_int_range(r, 0, 4), g_rand_int(r)),
-            g_rand_int_range(r, 0, 20000), GRU_USER_VA_LIMIT - 8,
+            g_rand_int_range(r, 0, 20000), GRU_VA_LIMIT - 8,
             ((uint64_t)g_rand_int(r) << 32) | g_rand_int(r),
         };
         uint64_t v = vals[g_rand_int_range(r, 0, ARRAY_SIZE(vals))];
@@ -1431,7 +1452,7 @@ static void test_walk_bounded(void)
     g_assert_cmphex(probe(g, 1, va1g, NULL), ==, 0);
     g_assert_cmphex(probe(g, 1, VA0 + PAGE, NULL) & 1, ==, 1);
     /* Longer ranges, ASID and ALL walk the array once. */
-    invalidate(g, GRU_INV_RANGE, 1, 0, GRU_USER_VA_LIMIT);
+    invalidate(g, GRU_INV_RANGE, 1, 0, GRU_VA_LIMIT);
     g_assert_cmpuint(qom_u64(g, "x-tlb-walked"), ==, all);
     g_assert_cmphex(probe(g, 1, VA0 + PAGE, NULL), ==, 0);
     invalidate(g, GRU_INV_ASID, 2, 0, 0);

@@ -27,9 +27,10 @@
  *   gru-race [--writes N] [--replacements N] [--kind NAME]
  *            [--expect-violations]
  *
- * --expect-violations is for the mutation run (device no-gen-check=on and
- * gru_tlb.no_seq_check=1): the run then passes only if violations were
- * seen, proving the detector catches a broken protocol.
+ * --expect-violations is for the mutation run (the device's x-no-gen-check
+ * on and the driver's fault points fail_seq_check and fail_post_inval
+ * failing): the run then passes only if violations were seen, proving the
+ * detector catches a broken protocol.
  */
 #include <errno.h>
 #include <getopt.h>

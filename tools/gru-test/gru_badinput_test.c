@@ -133,6 +133,64 @@ TEST_F(bad, set_opts_rejects_reserved_and_unknown)
 		EXPECT_EQ(0, got.reserved[i]);
 }
 
+static bool module_has_param(const char *name)
+{
+	char p[128];
+
+	snprintf(p, sizeof(p), "/sys/module/gru_tlb/parameters/%s", name);
+	return access(p, F_OK) == 0;
+}
+
+/*
+ * The test hooks exist in a GRU_TLB_DEBUG build only.  GRU_EXPECT_BUILD
+ * (make check sets it for each boot) says which module the guest loaded,
+ * so that a production module that grew a hook, or a debug one that lost
+ * one, fails here.
+ */
+TEST_F(bad, test_hooks_only_in_debug_build)
+{
+	const char *want = getenv("GRU_EXPECT_BUILD");
+	struct gru_ctx_opts o, got;
+	bool debug;
+
+	if (!want)
+		SKIP(return, "GRU_EXPECT_BUILD (debug or production) not set");
+	debug = !strcmp(want, "debug");
+	ASSERT_TRUE(debug || !strcmp(want, "production"));
+
+	EXPECT_EQ(debug, module_has_param("max_asid"));
+	EXPECT_EQ(debug, module_has_param("asid_wrap_delay_us"));
+	/* The coherency breakers are fault points, never parameters. */
+	EXPECT_FALSE(module_has_param("no_seq_check"));
+	EXPECT_FALSE(module_has_param("no_post_inval"));
+	if (!debug) {
+		EXPECT_NE(0, access("/sys/kernel/debug/gru/fail_seq_check", F_OK));
+		EXPECT_NE(0, access("/sys/kernel/debug/gru/fail_post_inval", F_OK));
+	}
+
+	memset(&o, 0, sizeof(o));
+	o.flags = GRU_OPT_CALLOS;
+	ASSERT_EQ(0, gru_set_opts(&self->ctx, &o));
+	memset(&o, 0, sizeof(o));
+	o.fill_mode = GRU_FILL_PINNED;
+	EXPECT_EQ(debug ? 0 : -EOPNOTSUPP, gru_set_opts(&self->ctx, &o));
+	memset(&o, 0, sizeof(o));
+	o.flags = GRU_OPT_NULL_FILL;
+	EXPECT_EQ(debug ? 0 : -EOPNOTSUPP, gru_set_opts(&self->ctx, &o));
+	if (!debug) {
+		memset(&o, 0, sizeof(o));
+		o.fill_mode = GRU_FILL_HMM;
+		EXPECT_EQ(-EOPNOTSUPP, gru_set_opts(&self->ctx, &o));
+		/* A refused mode leaves the options as they were. */
+		ASSERT_EQ(0, gru_get_opts(&self->ctx, &got));
+		EXPECT_EQ(GRU_OPT_CALLOS, got.flags);
+		EXPECT_EQ(GRU_FILL_IRQ, got.fill_mode);
+	}
+	memset(&o, 0, sizeof(o));
+	o.flags = GRU_OPT_CALLOS;
+	EXPECT_EQ(0, gru_set_opts(&self->ctx, &o));
+}
+
 /* CALL_OS without a CALLOS stall, and with reserved bits: refused. */
 TEST_F(bad, call_os_without_stall_is_refused)
 {
@@ -172,6 +230,27 @@ TEST_F(bad, wait_on_idle_returns_status)
 	ASSERT_EQ(0, gru_nop(&self->ctx));
 	ASSERT_EQ(0, gru_wait_ioctl(&self->ctx, 100, &st));
 	EXPECT_EQ(GRU_ST_DONE, st);
+}
+
+/* Reserved room: WAIT refuses it set; INFO and CALL_OS return it zero. */
+TEST_F(bad, reserved_fields_refused_or_zeroed)
+{
+	struct gru_wait w;
+	struct gru_info info;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		memset(&w, 0, sizeof(w));
+		w.reserved[i] = 1;
+		EXPECT_EQ(-EINVAL, raw_ioctl(self->ctx.fd, GRU_IOC_WAIT, &w));
+	}
+	memset(&info, 0xa5, sizeof(info));
+	ASSERT_EQ(0, raw_ioctl(self->ctx.fd, GRU_IOC_INFO, &info));
+	EXPECT_EQ(0, info.reserved0);
+	for (i = 0; i < 4; i++)
+		EXPECT_EQ(0, info.reserved[i]);
+	EXPECT_EQ(GRU_INSN_MAX_LEN, info.max_len);
+	ASSERT_EQ(0, gru_nop(&self->ctx));
 }
 
 /* mmap: wrong size, offset, MAP_PRIVATE, a second mapping: all -EINVAL-ish. */
@@ -356,10 +435,13 @@ TEST_F(bad, kernel_addresses_refused)
 		.opcode = GRU_OPC_BCOPY, .addr = (uintptr_t)self->buf,
 		.src = KADDR, .len = 64,
 	};
-	struct gru_insn straddle = {
-		.opcode = GRU_OPC_BSET, .addr = GRU_USER_VA_LIMIT - 8, .len = 16,
-	};
+	struct gru_insn straddle = { .opcode = GRU_OPC_BSET, .len = 16 };
+	struct gru_info info;
 
+	ASSERT_EQ(0, gru_info(&self->ctx, &info));
+	/* The device's limit, not the architecture's: 47 bits either way. */
+	ASSERT_EQ(1ULL << 47, info.va_limit);
+	straddle.addr = info.va_limit - 8;
 	expect_insn_error(_metadata, &self->ctx, &ld, -EFAULT, GRU_ERR_KERNEL_ADDR);
 	expect_insn_error(_metadata, &self->ctx, &st, -EFAULT, GRU_ERR_KERNEL_ADDR);
 	expect_insn_error(_metadata, &self->ctx, &cp, -EFAULT, GRU_ERR_KERNEL_ADDR);

@@ -78,7 +78,9 @@ TEST_F(gru, open_reports_geometry)
 	EXPECT_GT(info.tlb_sets, 0);
 	EXPECT_GT(info.tlb_ways, 0);
 	EXPECT_GE(info.vectors, 2);
-	for (int i = 0; i < 7; i++)
+	EXPECT_EQ(1ULL << 47, info.va_limit);
+	EXPECT_EQ(0, info.reserved0);
+	for (int i = 0; i < 4; i++)
 		EXPECT_EQ(0, info.reserved[i]);
 	ASSERT_EQ(0, gru_get_opts(&self->ctx, &o));
 	EXPECT_EQ(variant->callos ? GRU_OPT_CALLOS : 0, o.flags);

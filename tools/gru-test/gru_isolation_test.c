@@ -50,14 +50,17 @@ TEST_F(iso, kernel_addresses_refused)
 {
 	uint64_t addrs[] = {
 		KADDR, 0xffffffff81000000ULL, 0xffffffffff600000ULL,
-		GRU_USER_VA_LIMIT, ~7ULL,
+		0, ~7ULL,
 	};
 	unsigned int opcs[] = {
 		GRU_OPC_LOAD, GRU_OPC_STORE, GRU_OPC_FADD, GRU_OPC_SWAP,
 		GRU_OPC_CAS, GRU_OPC_BSET, GRU_OPC_BCOPY,
 	};
+	struct gru_info info;
 	struct gru_exc e;
 
+	ASSERT_EQ(0, gru_info(&self->ctx, &info));
+	addrs[3] = info.va_limit;
 	for (unsigned int a = 0; a < sizeof(addrs) / sizeof(addrs[0]); a++) {
 		for (unsigned int o = 0; o < sizeof(opcs) / sizeof(opcs[0]); o++) {
 			struct gru_insn in = {

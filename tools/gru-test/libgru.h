@@ -20,7 +20,7 @@
  *                                     BCOPY/BSET have no alignment rule
  *   GRU_ERR_OVERLAP       -EINVAL     BCOPY source and destination overlap
  *   GRU_ERR_TOO_LONG      -E2BIG      LEN > GRU_INSN_MAX_LEN
- *   GRU_ERR_KERNEL_ADDR   -EFAULT     an operand byte >= GRU_USER_VA_LIMIT
+ *   GRU_ERR_KERNEL_ADDR   -EFAULT     an operand byte >= gru_info.va_limit
  *   GRU_ERR_UNMAPPED      -EFAULT     no VMA covers the address
  *   GRU_ERR_PROT          -EACCES     the VMA forbids the access
  *   GRU_ERR_NO_CONTEXT    -ENXIO      context has no ASID (not loaded)

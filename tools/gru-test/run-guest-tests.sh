@@ -11,13 +11,16 @@
 #
 #   run-guest-tests.sh [-m|--mutation] [-t TEST]... [--race-args "ARGS"]
 #
-# --mutation: the device runs with no-gen-check=on.  Only the race detector
-# runs: once with the driver's sequence check on (no_post_inval=1), where it
-# must see no violation, then with no_seq_check=1 too and
-# --expect-violations, where it passes only if it saw violations.  Without
-# the flag the mode is taken from /sys/module/gru_tlb/parameters/no_seq_check.
-# A normal run ends with the race detector under the device's generation
-# check alone (no_seq_check=1 at run time), where it must see none.
+# --mutation: only the race detector runs, three times.  First with the
+# device's generation check off (its x-no-gen-check property, set over
+# QMP) and the driver's post-change invalidation off (fault point
+# fail_post_inval), where the driver's sequence check alone must let no
+# violation through; then with the sequence check off too (fail_seq_check)
+# and --expect-violations, where it passes only if it saw violations; then
+# with the device's check back on and only the sequence check off, where
+# the device's check (with the invalidation) must hold alone.  The fault
+# points are in /sys/kernel/debug/gru/ in a GRU_TLB_DEBUG module on a
+# kernel with FAULT_INJECTION_DEBUG_FS.
 
 BIN=$(dirname "$0")
 MUTATION=
@@ -35,9 +38,7 @@ while [ $# -gt 0 ]; do
 done
 
 P=/sys/module/gru_tlb/parameters
-if [ -z "$MUTATION" ] && [ "$(cat $P/no_seq_check 2>/dev/null)" = Y ]; then
-	MUTATION=1
-fi
+FAULTS=/sys/kernel/debug/gru
 
 FAILED=0
 N=0
@@ -220,8 +221,25 @@ gru_info_checks() {
 	fi
 }
 
-set_param() {
-	echo "$2" > "$P/$1" 2>/dev/null || log "cannot set $1=$2"
+# device_gen_check on|off: the device's stale drop-in check, switched
+# while it runs through QEMU's monitor (the guest's QMP port).
+device_gen_check() {
+	v=false
+	[ "$1" = off ] && v=true
+	$BIN/gru-qmp raw '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/gru0", "property": "x-no-gen-check", "value": '$v'}}' >/dev/null ||
+		log "cannot turn the device's generation check $1 (gru-qmp)"
+}
+
+# fault_point NAME on|off: make a fault point of the module fail every
+# time, quietly, or never.
+fault_point() {
+	d=$FAULTS/$1
+	if [ "$2" = on ]; then
+		echo 0 > "$d/verbose" && echo 1 > "$d/interval" &&
+			echo -1 > "$d/times" && echo 100 > "$d/probability"
+	else
+		echo 0 > "$d/probability"
+	fi 2>/dev/null || log "cannot turn $1 $2"
 }
 
 [ -n "$MUTATION" ] || [ -n "$ONLY" ] || gru_info_checks
@@ -229,15 +247,28 @@ set_param() {
 if [ -n "$MUTATION" ]; then
 	# The device's generation check is off for this whole boot.  First the
 	# driver's sequence check alone must keep every stale translation out.
-	log "device generation check off: the driver's sequence check alone must hold"
-	set_param no_seq_check N
-	set_param no_post_inval Y
-	# shellcheck disable=SC2086
-	run_bin gru-race $RACE_ARGS
-	log "mutation run: every barrier off, the race detector must see violations"
-	set_param no_seq_check Y
-	# shellcheck disable=SC2086
-	run_bin gru-race --expect-violations $RACE_ARGS
+	if [ ! -d $FAULTS/fail_seq_check ]; then
+		result fail mutation_fault_points_present \
+			"no $FAULTS/fail_seq_check: needs a GRU_TLB_DEBUG module on a kernel with FAULT_INJECTION_DEBUG_FS (make mutation-check)"
+	else
+		result ok mutation_fault_points_present
+		log "device generation check off: the driver's sequence check alone must hold"
+		device_gen_check off
+		fault_point fail_seq_check off
+		fault_point fail_post_inval on
+		# shellcheck disable=SC2086
+		run_bin gru-race $RACE_ARGS
+		log "mutation run: every barrier off, the race detector must see violations"
+		fault_point fail_seq_check on
+		# shellcheck disable=SC2086
+		run_bin gru-race --expect-violations $RACE_ARGS
+		log "driver sequence check off: the device generation check alone must hold"
+		device_gen_check on
+		fault_point fail_post_inval off
+		# shellcheck disable=SC2086
+		run_bin gru-race $RACE_ARGS
+		fault_point fail_seq_check off
+	fi
 else
 	# First the device goes away and comes back: the rest of the suite
 	# then runs on the device that came back.
@@ -260,12 +291,14 @@ else
 	run_bin gru-race $RACE_ARGS
 	# The device's generation check (with the driver's invalidate after the
 	# PTE change) must hold on its own too: switch the sequence check off.
-	if [ -w $P/no_seq_check ]; then
+	if [ -d $FAULTS/fail_seq_check ]; then
 		log "driver sequence check off: the device generation check alone must hold"
-		set_param no_seq_check Y
+		fault_point fail_seq_check on
 		# shellcheck disable=SC2086
 		run_bin gru-race $RACE_ARGS
-		set_param no_seq_check N
+		fault_point fail_seq_check off
+	else
+		log "no fault points (a kernel without FAULT_INJECTION_DEBUG_FS): the device generation check alone is tested by the debug kernel's runs"
 	fi
 fi
 

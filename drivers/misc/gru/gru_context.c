@@ -99,8 +99,7 @@ static void gru_asid_assign(struct gru_dev *gdev, struct gru_mm *gmm)
  */
 static void gru_asid_wrap(struct gru_dev *gdev)
 {
-	unsigned int delay = min_t(unsigned int,
-				   READ_ONCE(gru_asid_wrap_delay_us),
+	unsigned int delay = min_t(unsigned int, gru_wrap_delay_us(),
 				   GRU_WRAP_DELAY_MAX_US);
 	unsigned int slept = 0;
 	unsigned long flags;

@@ -67,6 +67,7 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/kref.h>
+#include <linux/fault-inject.h>
 #include <linux/fs.h>
 #include <linux/atomic.h>
 #include <linux/xarray.h>
@@ -324,9 +325,60 @@ enum gru_live {
 };
 
 extern atomic_t gru_live[GRU_LIVE_NR];
-extern bool gru_no_seq_check;
-extern bool gru_no_post_inval;
+#ifdef CONFIG_GRU_TLB_DEBUG
 extern unsigned int gru_asid_wrap_delay_us;
+
+static inline unsigned int gru_wrap_delay_us(void)
+{
+	return READ_ONCE(gru_asid_wrap_delay_us);
+}
+
+/* Benchmark baselines and test modes a production build refuses */
+static inline bool gru_debug_opts_ok(u32 flags, u32 fill_mode)
+{
+	return true;
+}
+#else
+static inline unsigned int gru_wrap_delay_us(void)
+{
+	return 0;
+}
+
+static inline bool gru_debug_opts_ok(u32 flags, u32 fill_mode)
+{
+	return !(flags & GRU_OPT_NULL_FILL) && fill_mode != GRU_FILL_HMM &&
+	       fill_mode != GRU_FILL_PINNED;
+}
+#endif
+
+#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION)
+/*
+ * Fault points that break the coherency protocol, so that the race
+ * detector can show it notices (docs/testing.md, the mutation run).
+ */
+extern struct fault_attr gru_fail_seq_check;
+extern struct fault_attr gru_fail_post_inval;
+
+static inline bool gru_skip_seq_check(void)
+{
+	return should_fail(&gru_fail_seq_check, 1);
+}
+
+static inline bool gru_skip_post_inval(void)
+{
+	return should_fail(&gru_fail_post_inval, 1);
+}
+#else
+static inline bool gru_skip_seq_check(void)
+{
+	return false;
+}
+
+static inline bool gru_skip_post_inval(void)
+{
+	return false;
+}
+#endif
 
 /* gru_main.c */
 void gru_dev_put(struct gru_dev *gdev);

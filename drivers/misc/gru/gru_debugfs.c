@@ -7,6 +7,10 @@
  * /sys/kernel/debug/gru/live
  *   objects alive in the whole module: devices, contexts (also those only
  *   a fault work item still holds), gru_mms, work items
+ * /sys/kernel/debug/gru/fail_seq_check/, fail_post_inval/
+ *   GRU_TLB_DEBUG with FAULT_INJECTION_DEBUG_FS: the standard fault
+ *   attributes (Documentation/fault-injection/) of the two points that
+ *   break the coherency protocol on purpose
  */
 #include <linux/debugfs.h>
 #include <linux/seq_file.h>
@@ -14,6 +18,25 @@
 #include "gru_hw.h"
 
 static struct dentry *gru_dbg_root;
+
+#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION)
+/* Skip the invalidate sequence check of a fill (gru_fault.c). */
+DECLARE_FAULT_ATTR(gru_fail_seq_check);
+/* Skip the device invalidation after a PTE change (gru_notifier.c). */
+DECLARE_FAULT_ATTR(gru_fail_post_inval);
+
+static void gru_debugfs_faults(void)
+{
+	fault_create_debugfs_attr("fail_seq_check", gru_dbg_root,
+				  &gru_fail_seq_check);
+	fault_create_debugfs_attr("fail_post_inval", gru_dbg_root,
+				  &gru_fail_post_inval);
+}
+#else
+static void gru_debugfs_faults(void)
+{
+}
+#endif
 
 static const char * const gru_dstat_names[GRU_DS_NR] = {
 	[GRU_DS_FAULTS]		= "faults",
@@ -198,6 +221,7 @@ void gru_debugfs_init(void)
 {
 	gru_dbg_root = debugfs_create_dir("gru", NULL);
 	debugfs_create_file("live", 0444, gru_dbg_root, NULL, &gru_live_fops);
+	gru_debugfs_faults();
 }
 
 /**

@@ -197,6 +197,7 @@ struct gru_fill {
 	u64 gen;		/* INV_GEN before the walk */
 	u64 epoch;		/* gru_dev.hw_epoch with it */
 	int n;			/* translations found */
+	bool no_seq;		/* fault injection: skip the sequence check */
 	struct gru_xlate x[GRU_BATCH_MAX];
 };
 
@@ -229,12 +230,13 @@ static enum gru_fill_result gru_fill_walk(struct gru_ctx *ctx, u64 va,
 	nmax = clamp_t(u32, READ_ONCE(ctx->opts.batch), 1, GRU_BATCH_MAX);
 	end = vma ? vma->vm_end : TASK_SIZE_MAX;
 
+	f->no_seq = gru_skip_seq_check();
 	spin_lock_irqsave(&gmm->lock, flags);
 	if (gmm->released || ctx->dead) {
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_DEAD;
 	}
-	if (gmm->inflight && !gru_no_seq_check) {
+	if (gmm->inflight && !f->no_seq) {
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
@@ -278,7 +280,7 @@ static enum gru_fill_result gru_fill_commit(struct gru_ctx *ctx, int path,
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_DEAD;
 	}
-	if (!gru_no_seq_check && (gmm->inflight || gmm->seq != f->seq)) {
+	if (!f->no_seq && (gmm->inflight || gmm->seq != f->seq)) {
 		spin_unlock_irqrestore(&gmm->lock, flags);
 		return GRU_FILL_RACE;
 	}
@@ -813,13 +815,13 @@ int gru_resolve_fault(struct gru_ctx *ctx, u64 va, bool write, int path)
 		mmap_read_unlock(mm);
 		if (r == GRU_FILL_OK) {
 			/*
-			 * Mutation build only: with the sequence check off,
+			 * Fault injection only: with the sequence check off,
 			 * widen the walk-to-drop-in window (as a preempted
 			 * thread would), outside the mmap lock so that munmap
 			 * and mprotect can land in it, and the race detector
 			 * sees the broken protocol within a bounded run.
 			 */
-			if (unlikely(gru_no_seq_check))
+			if (unlikely(f.no_seq))
 				usleep_range(GRU_MUTATION_DELAY_US,
 					     2 * GRU_MUTATION_DELAY_US);
 			r = gru_fill_commit(ctx, path, &f, &extra);

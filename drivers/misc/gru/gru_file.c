@@ -257,6 +257,7 @@ static int gru_ioc_info(struct gru_ctx *ctx, void __user *arg)
 		.vectors	= gdev->nvec,
 		.window_size	= GRU_WINDOW_SIZE,
 		.max_len	= GRU_INSN_MAX_LEN,
+		.va_limit	= GRU_VA_LIMIT,
 	};
 	unsigned long flags;
 
@@ -285,6 +286,8 @@ static int gru_ioc_set_opts(struct gru_ctx *ctx, void __user *arg)
 	    (o.flags & ~GRU_OPT_VALID_MASK) || o.fill_mode > GRU_FILL_MAX ||
 	    o.batch > GRU_BATCH_MAX)
 		return -EINVAL;
+	if (!gru_debug_opts_ok(o.flags, o.fill_mode))
+		return -EOPNOTSUPP;
 	if (o.fill_mode == GRU_FILL_HMM) {
 		ret = gru_hmm_enable(ctx);
 		if (ret)
@@ -452,6 +455,8 @@ static int gru_ioc_wait(struct gru_ctx *ctx, void __user *arg)
 
 	if (copy_from_user(&w, arg, sizeof(w)))
 		return -EFAULT;
+	if (!gru_zero(w.reserved, sizeof(w.reserved)))
+		return -EINVAL;
 	deadline = jiffies + msecs_to_jiffies(w.timeout_ms);
 	for (;;) {
 		/*

@@ -20,24 +20,22 @@
 #include "gru_trace.h"
 
 static unsigned int max_asid = GRU_ASID_MAX;
+
+#ifdef CONFIG_GRU_TLB_DEBUG
+/*
+ * Test hooks exist only in a GRU_TLB_DEBUG build.  The two that break
+ * coherency on purpose are fault-injection attributes (gru_debugfs.c);
+ * these two only make rare events frequent.
+ */
 module_param(max_asid, uint, 0444);
 MODULE_PARM_DESC(max_asid,
-		 "test only: highest ASID before a generation wrap (default 0xfffe)");
-
-bool gru_no_seq_check;
-module_param_named(no_seq_check, gru_no_seq_check, bool, 0644);
-MODULE_PARM_DESC(no_seq_check,
-		 "test only: disable the invalidate sequence check (breaks coherency)");
-
-bool gru_no_post_inval;
-module_param_named(no_post_inval, gru_no_post_inval, bool, 0644);
-MODULE_PARM_DESC(no_post_inval,
-		 "test only: skip the device invalidate after the PTE change (breaks coherency)");
+		 "highest ASID before a generation wrap (default 0xfffe)");
 
 unsigned int gru_asid_wrap_delay_us;
 module_param_named(asid_wrap_delay_us, gru_asid_wrap_delay_us, uint, 0644);
 MODULE_PARM_DESC(asid_wrap_delay_us,
-		 "test only: widen an ASID wrap: busy-wait up to 2 ms in its flush section, sleep between its reassignments (100 ms in all)");
+		 "widen an ASID wrap: busy-wait up to 2 ms in its flush section, sleep between its reassignments (100 ms in all)");
+#endif
 
 static DEFINE_IDA(gru_ida);
 

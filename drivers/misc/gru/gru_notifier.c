@@ -112,7 +112,7 @@ static void gru_mm_post_inval(struct gru_mm *gmm, unsigned long start,
 	 * last barrier left, and the race detector must be able to see the
 	 * protocol break without it.
 	 */
-	if (unlikely(gru_no_post_inval))
+	if (unlikely(gru_skip_post_inval()))
 		return;
 	spin_lock_irqsave(&gmm->lock, flags);
 	asid = gru_mm_live_asid(gmm);

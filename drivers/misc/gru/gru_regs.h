@@ -29,6 +29,13 @@
 #define GRU_MAGIC		0x31555247	/* "GRU1" */
 #define GRU_VERSION		0x00010000	/* 1.0 */
 
+/*
+ * The device translates 47-bit virtual addresses: an operand at or above
+ * this fails with GRU_ERR_KERNEL_ADDR, and no drop-in may map one.  The
+ * driver reports it in gru_info.va_limit.
+ */
+#define GRU_VA_LIMIT		0x800000000000ULL
+
 /* MSI-X vectors */
 #define GRU_VEC_MISC		0	/* completion (GRU_IF_IRQ) and errors */
 #define GRU_VEC_FAULT0		1	/* first vector usable for faults */
@@ -153,11 +160,11 @@
 #define GRU_CTX_SERVICE_NS	0x60	/* RO: last miss raise -> resume, ns */
 
 #define GRU_CTX_ASID_MASK	0xffffULL
-#define GRU_CTX_ASID_VALID	(1ULL << 31)
+#define GRU_CTX_ASID_VALID	0x80000000ULL		/* bit 31 */
 
 #define GRU_FAULT_WRITE		0x1	/* the missing access is a write */
 #define GRU_FAULT_SRC		0x2	/* BCOPY source operand */
-#define GRU_FAULT_VALID		(1ULL << 63)
+#define GRU_FAULT_VALID		0x8000000000000000ULL	/* bit 63 */
 
 /* GRU_CTX_CMD commands; writing any of them clears FAULT_PENDING bit n */
 #define GRU_CMD_RESUME		1	/* retry the translation */

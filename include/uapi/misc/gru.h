@@ -75,8 +75,6 @@ enum gru_opcode {
 
 /* Longest BCOPY/BSET; longer gets GRU_ERR_TOO_LONG. */
 #define GRU_INSN_MAX_LEN	(64ULL << 20)
-/* Lowest address the device refuses as a kernel address (x86-64, 4-level) */
-#define GRU_USER_VA_LIMIT	(1ULL << 47)
 
 /* GRU_WIN_STATUS values */
 enum gru_status {
@@ -95,7 +93,7 @@ enum gru_error {
 	GRU_ERR_MISALIGNED	= 3,	/* 8-byte op on a non-8-byte address */
 	GRU_ERR_TOO_LONG	= 4,	/* LEN > GRU_INSN_MAX_LEN */
 	GRU_ERR_OVERLAP		= 5,	/* BCOPY source and destination overlap */
-	GRU_ERR_KERNEL_ADDR	= 6,	/* address at or above the user limit */
+	GRU_ERR_KERNEL_ADDR	= 6,	/* address at or above gru_info.va_limit */
 	GRU_ERR_UNMAPPED	= 7,	/* no mapping (would be SIGSEGV/MAPERR) */
 	GRU_ERR_PROT		= 8,	/* mapping forbids the access */
 	GRU_ERR_BUSY		= 9,	/* doorbell while an instruction runs */
@@ -117,8 +115,12 @@ enum gru_error {
  * /dev/gru ioctls.  Each open() is one context bound to the opener's mm.
  * Every ioctl fails with EPERM when called from another mm (a child that
  * inherited the file, or a process it was passed to).
+ *
+ * Every structure has reserved room: fields a call reads must be zero there
+ * (else EINVAL), fields it writes come back zero, so that later versions
+ * can give them a meaning.
  */
-#define GRU_IOC_MAGIC		0xE7
+#define GRU_IOC_MAGIC		0xE7	/* 0xE7 00-06, free in ioctl-number.rst */
 
 /* GRU_IOC_INFO: device geometry. */
 struct gru_info {
@@ -130,7 +132,9 @@ struct gru_info {
 	__u32 window_size;	/* GRU_WINDOW_SIZE */
 	__u64 max_len;		/* GRU_INSN_MAX_LEN */
 	__u32 asid;		/* this context's current ASID, 0 if unloaded */
-	__u32 reserved[7];	/* zero */
+	__u32 reserved0;	/* zero */
+	__u64 va_limit;		/* lowest VA the device refuses (KERNEL_ADDR) */
+	__u32 reserved[4];	/* zero */
 };
 
 /* How a context's TLB misses are filled (gru_ctx_opts.fill_mode). */
@@ -159,7 +163,7 @@ struct gru_ctx_opts {
 struct gru_call_os {
 	__u64 va;		/* out: the VA resolved */
 	__u32 write;		/* out: it was a write */
-	__u32 reserved;		/* zero */
+	__u32 reserved[5];	/* out: zero */
 };
 
 /* GRU_IOC_STATS: per-context counters, since open. */
@@ -201,6 +205,7 @@ struct gru_tlb_probe {
 struct gru_wait {
 	__u32 timeout_ms;	/* in: 0 = do not sleep */
 	__u32 status;		/* out: GRU_ST_* */
+	__u64 reserved[2];	/* in: zero */
 };
 
 #define GRU_IOC_INFO		_IOR(GRU_IOC_MAGIC, 0x00, struct gru_info)
