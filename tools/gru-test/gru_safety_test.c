@@ -368,6 +368,7 @@ static void ioc_fill_arg(unsigned long req, uint64_t va, union ioc_arg *a)
 		break;
 	case GRU_IOC_WAIT:
 		a->wait.timeout_ms = 0;
+		memset(a->wait.reserved, 0, sizeof(a->wait.reserved));
 		break;
 	default:
 		break;
