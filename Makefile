@@ -4,8 +4,8 @@
 #   make run     build everything, boot the guest with the device, run the demo
 #                and the latency report
 #   make check   device qtests, the guest tests (test-hook module), a boot
-#                with the production module, the mutation run on the debug
-#                kernel; ends "N passed, N failed"
+#                with the production module, one with an IOMMU, the
+#                mutation run on the debug kernel; ends "N passed, N failed"
 #
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
@@ -121,8 +121,9 @@ qtests: qemu
 
 # Guest tests: the device as lspci sees it, then the project's suite with
 # the test hooks built in, then a boot with the production module (the
-# hooks must be absent), then the mutation run that must catch races (on
-# MUTATION_KERNEL, which has fault injection).
+# hooks must be absent), then one with an IOMMU that translates DMA
+# (gru-iommu-check, production module), then the mutation run that must
+# catch races (on MUTATION_KERNEL, which has fault injection).
 guest-check: qemu initramfs
 	@mkdir -p $(RESULTS); rc=0; \
 	$(KENV); export KVER KIMAGE KMODROOT; \
@@ -134,6 +135,9 @@ guest-check: qemu initramfs
 		--module $(call KMOD_KO,prod) --timeout $(CHECK_TIMEOUT) \
 		'GRU_EXPECT_BUILD=production run-guest-tests.sh -t gru_basic_test -t gru_badinput_test' \
 		2>&1 | tee $(RESULTS)/prod.log || rc=1; \
+	QEMU=$(QEMU_BIN) scripts/guest-run.sh --kernel $(KERNEL) --results $(RESULTS)/iommu \
+		--module $(call KMOD_KO,prod) --timeout $(CHECK_TIMEOUT) --iommu \
+		'gru-iommu-check' 2>&1 | tee $(RESULTS)/iommu.log || rc=1; \
 	exit $$rc
 
 mutation-check: qemu
@@ -149,12 +153,12 @@ mutation-check: qemu
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,guest,prod,mutation}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,guest,prod,iommu,mutation}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
 	$(MAKE) --no-print-directory mutation-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests guest prod mutation; do \
+	for s in qtests guest prod iommu mutation; do \
 		log=$(RESULTS)/$$s.log; \
 		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \

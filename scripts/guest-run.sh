@@ -21,6 +21,16 @@
 #                       rpN, so that QMP device_del gruN unplugs it
 #   --device-opts OPTS  extra properties for every device, "k=v,k=v"
 #   --hugepages         reserve 1 GiB and 2 MiB hugepages at boot
+#   --iommu             an emulated Intel VT-d (-device intel-iommu,
+#                       intremap=on, ahead of every PCI device so that their
+#                       DMA goes through it) and intel_iommu=on
+#                       iommu.passthrough=0 for the guest, whose Debian
+#                       kernels have the driver built in but off by default:
+#                       every device starts in a translated (DMA-FQ) domain.
+#                       caching-mode is only needed for VFIO, and
+#                       kernel-irqchip=split only under KVM; under TCG the
+#                       interrupt remapping works as is (MSI-X included).
+#                       make check's IOMMU boot uses it (docs/testing.md)
 #   --module PATH|none  driver to load (default: the test-hook build of
 #                       make module, build/kmod/<kernel>/debug/, else
 #                       drivers/misc/gru/gru_tlb.ko, if built for the kernel)
@@ -61,7 +71,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "guest-run: error: $*" >&2; exit 2; }
 log() { echo "guest-run: $*" >&2; }
 
-series=6.1 smp='' icount='' numa=0 mem=2G devices=1 devopts='' hugepages=0
+series=6.1 smp='' icount='' numa=0 mem=2G devices=1 devopts='' hugepages=0 iommu=0
 module=auto append='' timeout=600 results='' notests_ok=0 quiet=0
 cmds=()
 labels=()
@@ -75,6 +85,7 @@ while [ $# -gt 0 ]; do
 	--devices) devices=$2; shift 2 ;;
 	--device-opts) devopts=$2; shift 2 ;;
 	--hugepages) hugepages=1; shift ;;
+	--iommu) iommu=1; shift ;;
 	--module) module=$2; shift 2 ;;
 	--append) append="$append $2"; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
@@ -173,6 +184,7 @@ fi
 # reports a wild-memory-access in early boot, in handle_edge_irq() before
 # any PCI driver is bound: 4-level paging keeps that noise out of the run.
 [ "$series" != debug ] || kargs="$kargs no5lvl"
+[ "$iommu" = 0 ] || kargs="$kargs intel_iommu=on iommu.passthrough=0"
 kargs="$kargs$append"
 
 args=(-M q35 -cpu max -m "$mem" -nographic -nodefaults -nic none -no-reboot
@@ -205,6 +217,9 @@ if [ "$numa" -gt 0 ]; then
 else
 	args+=(-smp "$smp")
 fi
+# A PCI device takes its DMA address space from the IOMMU when it is
+# realized, so the IOMMU comes before every -device that follows.
+[ "$iommu" = 0 ] || args+=(-device "intel-iommu,intremap=on")
 # Each device sits alone behind a PCIe root port: a device on the root
 # bus cannot be unplugged.  q35 (7.2) hot-plugs at root ports through ACPI
 # (acpi-pci-hotplug-with-bridge-support), which all guest kernels have
@@ -222,7 +237,7 @@ done
 # time round; -a because a crashing guest can leave binary junk behind.
 bad='Kernel panic|Oops|BUG:|WARNING:|possible circular locking|possible recursive locking|INFO: |KASAN|UBSAN|general protection fault|Call Trace:|kernel BUG at|Unable to handle'
 
-log "booting $KVER: smp=$smp${icount:+ icount=$icount} numa=$numa mem=$mem devices=$devices${devopts:+ ($devopts)}, ${#cmds[@]} command(s), timeout ${timeout}s, logs in $results"
+log "booting $KVER: smp=$smp${icount:+ icount=$icount} numa=$numa mem=$mem devices=$devices${devopts:+ ($devopts)}$([ "$iommu" = 0 ] || echo ", intel-iommu"), ${#cmds[@]} command(s), timeout ${timeout}s, logs in $results"
 start=$(date +%s)
 "$QEMU" "${args[@]}" </dev/null >"$results/qemu.log" 2>&1 &
 qpid=$!

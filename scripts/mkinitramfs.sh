@@ -15,6 +15,8 @@
 #   /usr/bin/lspci             the real one, with its shared libraries and
 #                              /usr/share/misc/pci.ids, so lspci -nn -vv works
 #   /sbin/gru-lspci-check      KTAP check of the device's BARs and MSI-X
+#   /sbin/gru-iommu-check      KTAP check of the driver under a translating
+#                              IOMMU (guest-run.sh --iommu)
 #   /etc/gru-pci.conf          PCI IDs and BAR numbers from drivers/misc/gru/gru_regs.h
 #
 # The commands to run are not in here: guest-run.sh appends a small second
@@ -93,7 +95,7 @@ runner=$repo/tools/gru-test/run-guest-tests.sh
 [ -f "$runner" ] || runner=
 
 lspci_bin=$(command -v lspci)
-inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep.bin" "$repo/scripts/guest/gru-lspci-check"
+inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep.bin" "$repo/scripts/guest/gru-lspci-check" "$repo/scripts/guest/gru-iommu-check"
 	"$repo/drivers/misc/gru/gru_regs.h" "$busybox" "$lspci_bin" "$pciids"
 	"${modlist[@]}" "${tools[@]}")
 [ "$module" = none ] || inputs+=("$module")
@@ -121,6 +123,7 @@ install -m 755 "$repo/scripts/guest/init" "$stage/init"
 install -m 755 "$busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 install -m 755 "$repo/scripts/guest/gru-lspci-check" "$stage/sbin/gru-lspci-check"
+install -m 755 "$repo/scripts/guest/gru-iommu-check" "$stage/sbin/gru-iommu-check"
 
 # The contract header is the one source of the IDs and BAR numbers.
 hdr=$repo/drivers/misc/gru/gru_regs.h

@@ -6,6 +6,7 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/interrupt.h>
+#include <linux/iommu.h>
 #include <linux/idr.h>
 #include <linux/slab.h>
 #include <linux/cpumask.h>
@@ -295,12 +296,46 @@ static const struct pci_error_handlers gru_err_handlers = {
 	.reset_done	= gru_reset_done,
 };
 
+/*
+ * The driver gives the device CPU physical addresses (the PFNs it finds in
+ * the page tables), and the device DMAs to them as they are: that is right
+ * only if nothing translates its DMA, i.e. no IOMMU, or its group in an
+ * identity (passthrough) domain.  Anything else (DMA, DMA-FQ) would send
+ * every access to an IOVA nobody mapped.  The answer holds for the whole
+ * binding: the group's sysfs type changes only while no driver is bound
+ * (6.1 refuses with -EBUSY, 6.12 with -EPERM; the one exception, DMA to
+ * DMA-FQ, stays translated), and VFIO or iommufd cannot take over a group
+ * whose device a kernel driver holds.  device_iommu_mapped() would not do:
+ * it is true for any device in a group, identity domains included.
+ */
+static int gru_check_dma_untranslated(struct pci_dev *pdev)
+{
+	struct iommu_domain *dom = iommu_get_domain_for_dev(&pdev->dev);
+	struct iommu_group *grp;
+	int id;
+
+	if (!dom || dom->type == IOMMU_DOMAIN_IDENTITY)
+		return 0;
+	grp = iommu_group_get(&pdev->dev);
+	id = grp ? iommu_group_id(grp) : -1;
+	iommu_group_put(grp);
+	dev_err(&pdev->dev,
+		"DMA is translated by an IOMMU (domain type %#x), but the device needs physical addresses: boot with iommu=pt (or intel_iommu=off, amd_iommu=off), or echo identity > /sys/kernel/iommu_groups/%d/type and echo %s > /sys/bus/pci/drivers/%s/bind\n",
+		dom->type, id, pci_name(pdev), GRU_DRV_NAME);
+	/* a matched device in a setup the driver cannot run, not "not mine" */
+	return -EOPNOTSUPP;
+}
+
 static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct gru_dev *gdev;
 	resource_size_t wlen;
 	u64 caps;
 	int ret;
+
+	ret = gru_check_dma_untranslated(pdev);
+	if (ret)
+		return ret;
 
 	gdev = kzalloc(sizeof(*gdev), GFP_KERNEL);
 	if (!gdev)
