@@ -184,6 +184,53 @@ TEST_F(iso, call_os_from_another_mm_refused)
 }
 
 /*
+ * Any task may write its own /proc/<tid>/fail-nth, and should_fail()
+ * obeys it before it looks at the fault point's own settings.  The
+ * driver's fault points (a GRU_TLB_DEBUG module on a kernel with fault
+ * injection) break coherency, so an unarmed one must not even consume
+ * the countdown: a CALL_OS fill and an invalidation of a page the device
+ * maps must leave fail-nth at 1.
+ */
+TEST_F(iso, fail_nth_cannot_fire_unarmed_fault_points)
+{
+	static const char nth[] = "/proc/thread-self/fail-nth";
+	struct gru_insn in = { .opcode = GRU_OPC_STORE, .op0 = 9 };
+	const char *pts[] = { "/sys/kernel/debug/gru/fail_seq_check/probability",
+			      "/sys/kernel/debug/gru/fail_post_inval/probability" };
+	uint64_t *fresh;
+
+	if (access(nth, W_OK))
+		SKIP(return, "no %s (a kernel without fault injection)", nth);
+	for (int i = 0; i < 2; i++)
+		if (!access(pts[i], R_OK) && read_num(pts[i]) != 0)
+			SKIP(return, "%s is armed", pts[i]);
+	ASSERT_EQ(0, gru_set_callos(&self->ctx, 1));
+	fresh = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, fresh);
+	in.addr = (uintptr_t)fresh;
+	ASSERT_EQ(0, gru_issue(&self->ctx, &in));
+	self->ctx.lib_flags &= ~GRU_LIB_AUTO_CALLOS;
+	ASSERT_EQ(-EAGAIN, gru_wait(&self->ctx, NULL));
+
+	/* the fill: gru_fill_walk() */
+	ASSERT_EQ(0, write_str(nth, "1"));
+	ASSERT_EQ(0, gru_call_os(&self->ctx, NULL));
+	EXPECT_EQ(1, read_num(nth));
+	ASSERT_EQ(0, write_str(nth, "0"));
+	ASSERT_EQ(0, gru_wait(&self->ctx, NULL));
+	EXPECT_EQ(9, *fresh);
+
+	/* the invalidation of a page the device maps: the notifier */
+	ASSERT_EQ(0, write_str(nth, "1"));
+	ASSERT_EQ(0, madvise(fresh, PAGE_SZ, MADV_DONTNEED));
+	EXPECT_EQ(1, read_num(nth));
+	ASSERT_EQ(0, write_str(nth, "0"));
+	EXPECT_EQ(0, *fresh);
+	munmap(fresh, PAGE_SZ);
+}
+
+/*
  * Child process: open a context, write @val at @va (mapped privately at
  * the same VA in every child), report the ASID and the probe result of
  * @va BEFORE the device touched it.  Returns via the pipe.

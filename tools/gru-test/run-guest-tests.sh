@@ -252,6 +252,8 @@ if [ -n "$MUTATION" ]; then
 			"no $FAULTS/fail_seq_check: needs a GRU_TLB_DEBUG module on a kernel with FAULT_INJECTION_DEBUG_FS (make mutation-check)"
 	else
 		result ok mutation_fault_points_present
+		# Before anything arms them: a task's fail-nth must not reach them.
+		run_bin gru_isolation_test -t fail_nth_cannot_fire_unarmed_fault_points
 		log "device generation check off: the driver's sequence check alone must hold"
 		device_gen_check off
 		fault_point fail_seq_check off

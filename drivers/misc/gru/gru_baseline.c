@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Benchmark baselines (issue 5), to show what the no-pin IRQ fill buys:
+ * Benchmark baselines, built with CONFIG_GRU_TLB_DEBUG only, to show what
+ * the no-pin IRQ fill buys:
  *
  *   GRU_FILL_PINNED: pin the page at drop-in, unpin it when an
  *	invalidation covers it (the pre-notifier KVM refcount approach);

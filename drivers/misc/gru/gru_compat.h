@@ -196,4 +196,19 @@ static inline long gru_pin_user_page_remote(struct mm_struct *mm,
 #endif
 }
 
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+/*
+ * Before 6.7 fault_create_debugfs_attr() took a reference to the
+ * directory (attr->dname, a dentry) that its user must drop; since then
+ * it keeps only the name.
+ */
+static inline void gru_fault_attr_put(struct fault_attr *attr)
+{
+#ifndef GRU_HAVE_FAULT_DNAME_ARRAY
+	dput(attr->dname);
+	attr->dname = NULL;
+#endif
+}
+#endif
+
 #endif /* _GRU_COMPAT_H */

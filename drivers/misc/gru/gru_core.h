@@ -85,7 +85,7 @@
 #define GRU_SLOW_RETRIES	1000	/* worker/call-OS fault-ins before FAULT */
 #define GRU_BATCH_MAX		16	/* upper bound of gru_ctx_opts.batch */
 #define GRU_SAVED_WORDS		6	/* GRU_WIN_OP .. GRU_WIN_OPERAND1 */
-#define GRU_MUTATION_DELAY_US	1000	/* no_seq_check: worker walk -> drop-in */
+#define GRU_MUTATION_DELAY_US	1000	/* fail_seq_check: walk -> drop-in */
 #define GRU_WRAP_DELAY_MAX_US	100000	/* asid_wrap_delay_us: sleeps per wrap */
 #define GRU_WRAP_SPIN_MAX_US	2000	/* ... and its busy-wait under hw_lock */
 /*
@@ -351,22 +351,29 @@ static inline bool gru_debug_opts_ok(u32 flags, u32 fill_mode)
 }
 #endif
 
-#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION)
+#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS)
 /*
  * Fault points that break the coherency protocol, so that the race
  * detector can show it notices (docs/testing.md, the mutation run).
+ *
+ * should_fail() honours a task's /proc/<pid>/fail-nth before it looks at
+ * the attribute, and any task may write its own fail-nth.  These points
+ * open a use-after-free, so they fire only once root has armed them
+ * through debugfs.
  */
 extern struct fault_attr gru_fail_seq_check;
 extern struct fault_attr gru_fail_post_inval;
 
 static inline bool gru_skip_seq_check(void)
 {
-	return should_fail(&gru_fail_seq_check, 1);
+	return READ_ONCE(gru_fail_seq_check.probability) &&
+	       should_fail(&gru_fail_seq_check, 1);
 }
 
 static inline bool gru_skip_post_inval(void)
 {
-	return should_fail(&gru_fail_post_inval, 1);
+	return READ_ONCE(gru_fail_post_inval.probability) &&
+	       should_fail(&gru_fail_post_inval, 1);
 }
 #else
 static inline bool gru_skip_seq_check(void)
@@ -424,12 +431,40 @@ bool gru_asid_current(struct gru_dev *gdev, struct gru_mm *gmm);
 void gru_asid_settle(struct gru_ctx *ctx);
 
 /* gru_baseline.c */
+#ifdef CONFIG_GRU_TLB_DEBUG
 u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write);
 void gru_pins_release_range(struct gru_mm *gmm, unsigned long start,
 			    unsigned long end);
 int gru_hmm_enable(struct gru_ctx *ctx);
 void gru_hmm_disable(struct gru_ctx *ctx);
 u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write);
+#else
+/* No baselines in a production build: SET_OPTS refuses their modes. */
+static inline u32 gru_pinned_fill(struct gru_ctx *ctx, u64 va, bool write)
+{
+	return GRU_ERR_FAULT;
+}
+
+static inline void gru_pins_release_range(struct gru_mm *gmm,
+					  unsigned long start,
+					  unsigned long end)
+{
+}
+
+static inline int gru_hmm_enable(struct gru_ctx *ctx)
+{
+	return -EOPNOTSUPP;
+}
+
+static inline void gru_hmm_disable(struct gru_ctx *ctx)
+{
+}
+
+static inline u32 gru_hmm_fill(struct gru_ctx *ctx, u64 va, bool write)
+{
+	return GRU_ERR_FAULT;
+}
+#endif
 
 /* gru_debugfs.c */
 void gru_debugfs_init(void);

@@ -16,10 +16,11 @@
 #include <linux/seq_file.h>
 #include "gru_core.h"
 #include "gru_hw.h"
+#include "gru_compat.h"
 
 static struct dentry *gru_dbg_root;
 
-#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION)
+#if IS_ENABLED(CONFIG_GRU_TLB_DEBUG) && IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS)
 /* Skip the invalidate sequence check of a fill (gru_fault.c). */
 DECLARE_FAULT_ATTR(gru_fail_seq_check);
 /* Skip the device invalidation after a PTE change (gru_notifier.c). */
@@ -27,13 +28,30 @@ DECLARE_FAULT_ATTR(gru_fail_post_inval);
 
 static void gru_debugfs_faults(void)
 {
+	/*
+	 * A report per failure would be a stack dump from hard IRQ, up to
+	 * GRU_IRQ_BUDGET of them per interrupt: quiet unless asked for.
+	 */
+	gru_fail_seq_check.verbose = 0;
+	gru_fail_post_inval.verbose = 0;
 	fault_create_debugfs_attr("fail_seq_check", gru_dbg_root,
 				  &gru_fail_seq_check);
 	fault_create_debugfs_attr("fail_post_inval", gru_dbg_root,
 				  &gru_fail_post_inval);
 }
+
+static void gru_debugfs_faults_exit(void)
+{
+	/* 6.1 keeps a reference to the directory in the attribute */
+	gru_fault_attr_put(&gru_fail_seq_check);
+	gru_fault_attr_put(&gru_fail_post_inval);
+}
 #else
 static void gru_debugfs_faults(void)
+{
+}
+
+static void gru_debugfs_faults_exit(void)
 {
 }
 #endif
@@ -230,4 +248,5 @@ void gru_debugfs_init(void)
 void gru_debugfs_exit(void)
 {
 	debugfs_remove_recursive(gru_dbg_root);
+	gru_debugfs_faults_exit();
 }

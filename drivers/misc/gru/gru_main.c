@@ -561,3 +561,7 @@ module_exit(gru_exit);
 
 MODULE_DESCRIPTION("GRU-style external TLB: IRQ-context TLB fill without pins");
 MODULE_LICENSE("GPL");
+#ifdef CONFIG_GRU_TLB_DEBUG
+/* A build with test hooks taints the kernel it is loaded into. */
+MODULE_INFO(test, "Y");
+#endif
