@@ -43,7 +43,7 @@ KENV = . $(B)/guest-kernel-$(KERNEL).env
 KMOD_KO = $(B)/kmod/$(KERNEL)/$(1)/drivers/misc/gru/gru_tlb.ko
 
 .PHONY: all help setup qemu kernel module tools initramfs run check qtests guest-check \
-	mutation-check clean
+	mutation-check relay-check clean
 all: run
 
 help:
@@ -119,6 +119,11 @@ qtests: qemu
 	@mkdir -p $(RESULTS)
 	scripts/run-qtests.sh 2>&1 | tee $(RESULTS)/qtests.log
 
+# The guest's QMP relay refuses what the tests do not need (real QEMU, no guest).
+relay-check: qemu
+	@mkdir -p $(RESULTS)
+	scripts/qmp-relay-test.py $(QEMU_BIN) 2>&1 | tee $(RESULTS)/relay.log
+
 # Guest tests: the device as lspci sees it, then the project's suite with
 # the test hooks built in, then a boot with the production module (the
 # hooks must be absent), then one with an IOMMU that translates DMA
@@ -153,12 +158,13 @@ mutation-check: qemu
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,guest,prod,iommu,mutation}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,relay,guest,prod,iommu,mutation}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
+	$(MAKE) --no-print-directory relay-check || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
 	$(MAKE) --no-print-directory mutation-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests guest prod iommu mutation; do \
+	for s in qtests relay guest prod iommu mutation; do \
 		log=$(RESULTS)/$$s.log; \
 		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \

@@ -241,107 +241,12 @@ log "booting $KVER: smp=$smp${icount:+ icount=$icount} numa=$numa mem=$mem devic
 start=$(date +%s)
 "$QEMU" "${args[@]}" </dev/null >"$results/qemu.log" 2>&1 &
 qpid=$!
-# The QMP relay: connect the guest's ttyS3 socket and QEMU's QMP socket
-# and copy QEMU's side to the guest, and the guest's commands to QEMU,
-# logging both; it ends with QEMU (EOF on either socket, or QEMU's pid
-# gone).  QEMU's socket chardevs take one client each, so this is the
-# only QMP session of the boot.  The guest is not trusted with the whole
-# monitor (human-monitor-command alone can run host programs): only what
-# the tests need passes, plugging gru-tlb devices and their x- test
-# properties; anything else gets a QMP error from the relay itself.
+# The QMP relay between the guest's ttyS3 and QEMU's monitor, which
+# passes only the commands the tests need (scripts/qmp-relay.py).
 command -v python3 >/dev/null ||
 	log "warning: no python3 (scripts/setup-host.sh installs it): the guest gets no QMP"
-python3 - "$sockdir/gq.sock" "$sockdir/qmp.sock" "$qpid" "$results/qmp.log" \
-	>>"$results/qemu.log" 2>&1 <<'EOF' &
-import json, os, re, select, socket, sys, time
-
-guest_path, qmp_path, qpid, logpath = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-
-def alive():
-    try:
-        os.kill(qpid, 0)
-        return True
-    except OSError:
-        return False
-
-def connect(path):
-    while alive():
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(path)
-            return s
-        except OSError:
-            s.close()
-            time.sleep(0.05)
-    sys.exit(0)
-
-GRU_ID = re.compile(r"^gru[A-Za-z0-9_-]*$")
-GRU_PATH = re.compile(r"^/machine/peripheral/gru[A-Za-z0-9_-]*$")
-GRU_ADD_KEYS = {"driver", "id", "bus", "addr", "contexts", "tlb-sets",
-                "tlb-ways", "vectors", "insn-latency-ns", "x-no-gen-check",
-                "x-fadd-interference"}
-
-def allowed(cmd):
-    if not isinstance(cmd, dict):
-        return False
-    name, args = cmd.get("execute"), cmd.get("arguments", {})
-    if not isinstance(args, dict):
-        return False
-    if name == "qmp_capabilities":
-        return True
-    if name == "device_del":
-        return set(args) == {"id"} and bool(GRU_ID.match(str(args["id"])))
-    if name == "device_add":
-        return args.get("driver") == "gru-tlb" and set(args) <= GRU_ADD_KEYS
-    if name == "qom-get":
-        return set(args) == {"path", "property"} and \
-            bool(GRU_PATH.match(str(args["path"])))
-    if name == "qom-set":
-        return set(args) == {"path", "property", "value"} and \
-            bool(GRU_PATH.match(str(args["path"]))) and \
-            args["property"] == "x-no-gen-check"
-    return False
-
-def from_guest(l):
-    """Forward one line from the guest, or answer it with an error."""
-    body = l.strip(b" \t\r\xff")
-    try:
-        cmd = json.loads(body) if body else None
-    except ValueError:
-        cmd = None
-    if not body or allowed(cmd):
-        qmp.sendall(l + b"\n")
-        return True
-    reply = {"error": {"class": "GenericError",
-                       "desc": "refused by guest-run.sh's QMP relay"}}
-    if isinstance(cmd, dict) and "id" in cmd:
-        reply["id"] = cmd["id"]
-    out = json.dumps(reply).encode() + b"\r\n"
-    guest.sendall(out)
-    log.write(b"-> (refused) " + l + b"\n<- " + out.rstrip() + b"\n")
-    return False
-
-# The guest side first, so that QMP's greeting has somewhere to go.
-guest = connect(guest_path)
-qmp = connect(qmp_path)
-log = open(logpath, "ab", buffering=0)
-tag = {guest: b"-> ", qmp: b"<- "}
-line = {guest: b"", qmp: b""}   # the serial port hands over a byte at a time
-while True:
-    ready, _, _ = select.select([guest, qmp], [], [], 1.0)
-    if not alive():
-        break
-    for s in ready:
-        data = s.recv(65536)
-        if not data:
-            sys.exit(0)
-        if s is qmp:
-            guest.sendall(data)
-        *done, line[s] = (line[s] + data).split(b"\n")
-        for l in done:
-            if s is qmp or from_guest(l):
-                log.write(tag[s] + l + b"\n")
-EOF
+python3 "$repo/scripts/qmp-relay.py" "$sockdir/gq.sock" "$sockdir/qmp.sock" "$qpid" \
+	"$results/qmp.log" >>"$results/qemu.log" 2>&1 &
 rpid=$!
 tpid=
 if [ "$quiet" = 0 ]; then

@@ -235,16 +235,20 @@ static int qmp(const char *args)
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/*
+ * Skip only where there is no channel at all: a channel that guest-run.sh
+ * wired up but that does not answer is a failure, not a skip.
+ */
 static bool have_qmp(void)
 {
-	return access(QMP, X_OK) == 0 && access("/dev/ttyS3", R_OK) == 0 &&
-	       qmp("query-status") == 0;
+	return access(QMP, X_OK) == 0 && access("/dev/ttyS3", R_OK) == 0;
 }
 
 TEST_F_TIMEOUT(unplug, qmp_device_del_then_device_add, 240)
 {
 	if (!have_qmp())
 		SKIP(return, "no QMP channel (gru-qmp, ttyS3)");
+	ASSERT_EQ(0, qmp("query-status"));
 	ASSERT_EQ(0, qmp("device_del gru0"));
 	check_gone(_metadata, self);
 	ASSERT_EQ(0, qmp("device_add gru-tlb,id=gru0,bus=rp0"));
@@ -261,6 +265,7 @@ TEST(device_add_second_device)
 		SKIP(return, "no /dev/gru");
 	if (!have_qmp())
 		SKIP(return, "no QMP channel (gru-qmp, ttyS3)");
+	ASSERT_EQ(0, qmp("query-status"));
 	ASSERT_EQ(0, qmp("device_add gru-tlb,id=gruhp,bus=rphp"));
 	ASSERT_TRUE(wait_path("/dev/gru1", true, 30000));
 	ASSERT_EQ(0, gru_open_path(&b, "/dev/gru1", 0));

@@ -226,8 +226,11 @@ gru_info_checks() {
 device_gen_check() {
 	v=false
 	[ "$1" = off ] && v=true
-	$BIN/gru-qmp raw '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/gru0", "property": "x-no-gen-check", "value": '$v'}}' >/dev/null ||
-		log "cannot turn the device's generation check $1 (gru-qmp)"
+	if $BIN/gru-qmp raw '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/gru0", "property": "x-no-gen-check", "value": '$v'}}' >/dev/null; then
+		result ok "device_gen_check_$1"
+	else
+		result fail "device_gen_check_$1" "qom-set x-no-gen-check=$v over gru-qmp failed"
+	fi
 }
 
 # fault_point NAME on|off: make a fault point of the module fail every

@@ -13,6 +13,8 @@
 #include <linux/mmu_notifier.h>
 #include <linux/kallsyms.h>
 #include <linux/string.h>
+#include <linux/dcache.h>
+#include <linux/fault-inject.h>
 #include <asm/paravirt.h>
 
 /*
@@ -198,16 +200,19 @@ static inline long gru_pin_user_page_remote(struct mm_struct *mm,
 
 #ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
 /*
- * Before 6.7 fault_create_debugfs_attr() took a reference to the
- * directory (attr->dname, a dentry) that its user must drop; since then
- * it keeps only the name.
+ * fault_create_debugfs_attr() used to keep a reference to the directory
+ * (attr->dname, a dentry) that its user must drop; the stable fix that
+ * makes it keep only the name reached Debian's 6.12.117 but not 6.1.
+ * So decide by the type, not by the version.
  */
 static inline void gru_fault_attr_put(struct fault_attr *attr)
 {
-#ifndef GRU_HAVE_FAULT_DNAME_ARRAY
-	dput(attr->dname);
-	attr->dname = NULL;
-#endif
+	if (__same_type(attr->dname, struct dentry *)) {
+		struct dentry **d = (void *)&attr->dname;
+
+		dput(*d);
+		*d = NULL;
+	}
 }
 #endif
 

@@ -358,21 +358,27 @@ static inline bool gru_debug_opts_ok(u32 flags, u32 fill_mode)
  *
  * should_fail() honours a task's /proc/<pid>/fail-nth before it looks at
  * the attribute, and any task may write its own fail-nth.  These points
- * open a use-after-free, so they fire only once root has armed them
- * through debugfs.
+ * open a use-after-free, so they fire only while root has them armed
+ * through debugfs (probability and times not 0); while armed, any task
+ * can still fire them through fail-nth.
  */
 extern struct fault_attr gru_fail_seq_check;
 extern struct fault_attr gru_fail_post_inval;
 
+static inline bool gru_fault_armed(struct fault_attr *attr)
+{
+	return READ_ONCE(attr->probability) && atomic_read(&attr->times);
+}
+
 static inline bool gru_skip_seq_check(void)
 {
-	return READ_ONCE(gru_fail_seq_check.probability) &&
+	return gru_fault_armed(&gru_fail_seq_check) &&
 	       should_fail(&gru_fail_seq_check, 1);
 }
 
 static inline bool gru_skip_post_inval(void)
 {
-	return READ_ONCE(gru_fail_post_inval.probability) &&
+	return gru_fault_armed(&gru_fail_post_inval) &&
 	       should_fail(&gru_fail_post_inval, 1);
 }
 #else

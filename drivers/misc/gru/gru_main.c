@@ -6,6 +6,7 @@
 #include <linux/module.h>
 #include <linux/pci.h>
 #include <linux/interrupt.h>
+#include <linux/dma-mapping.h>
 #include <linux/iommu.h>
 #include <linux/idr.h>
 #include <linux/slab.h>
@@ -320,10 +321,44 @@ static int gru_check_dma_untranslated(struct pci_dev *pdev)
 	id = grp ? iommu_group_id(grp) : -1;
 	iommu_group_put(grp);
 	dev_err(&pdev->dev,
-		"DMA is translated by an IOMMU (domain type %#x), but the device needs physical addresses: boot with iommu=pt (or intel_iommu=off, amd_iommu=off), or echo identity > /sys/kernel/iommu_groups/%d/type and echo %s > /sys/bus/pci/drivers/%s/bind\n",
+		"DMA is translated by an IOMMU (domain type %#x), but the device needs physical addresses: boot with iommu=pt (or intel_iommu=off, amd_iommu=off), or echo identity > /sys/kernel/iommu_groups/%d/type and echo %s > /sys/bus/pci/drivers/%s/bind (not possible for an untrusted, external-facing port)\n",
 		dom->type, id, pci_name(pdev), GRU_DRV_NAME);
 	/* a matched device in a setup the driver cannot run, not "not mine" */
 	return -EOPNOTSUPP;
+}
+
+/*
+ * No IOMMU does not yet mean that a physical address is a bus address.
+ * Memory encryption (SME sets the C-bit in bus addresses; SEV and TDX
+ * guests must bounce through shared memory) and Xen PV (machine frames
+ * differ from the guest's PFNs) also make the page-table PFN the wrong
+ * thing to hand the device.  Ask the DMA API what it would hand a device
+ * for one page: whatever it does differently, the driver cannot follow.
+ * Needs the 64-bit DMA mask, or a page above 4 GiB would bounce.
+ */
+static int gru_check_dma_is_phys(struct pci_dev *pdev)
+{
+	struct page *page = alloc_page(GFP_KERNEL);
+	dma_addr_t dma;
+	int ret = 0;
+
+	if (!page)
+		return -ENOMEM;
+	dma = dma_map_page(&pdev->dev, page, 0, PAGE_SIZE, DMA_BIDIRECTIONAL);
+	if (dma_mapping_error(&pdev->dev, dma)) {
+		ret = -EIO;
+	} else {
+		if (dma != page_to_phys(page))
+			ret = -EOPNOTSUPP;
+		dma_unmap_page(&pdev->dev, dma, PAGE_SIZE, DMA_BIDIRECTIONAL);
+	}
+	__free_page(page);
+	if (ret == -EOPNOTSUPP)
+		dev_err(&pdev->dev,
+			"the DMA address of a page is not its physical address (memory encryption, bounce buffers or Xen PV), and the device needs physical addresses: it cannot be used on this system\n");
+	else if (ret)
+		dev_err(&pdev->dev, "cannot map a test page for DMA (%d)\n", ret);
+	return ret;
 }
 
 static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
@@ -402,6 +437,9 @@ static int gru_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		goto err_unmap;
 	}
 	ret = dma_set_mask_and_coherent(&pdev->dev, DMA_BIT_MASK(64));
+	if (ret)
+		goto err_unmap_win;
+	ret = gru_check_dma_is_phys(pdev);
 	if (ret)
 		goto err_unmap_win;
 
