@@ -10,7 +10,7 @@
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
 # Other targets: setup qemu kernel module tools initramfs qtests
-# guest-check mutation-check clean help.
+# guest-check mutation-check dkms-source dkms-check clean help.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -43,7 +43,7 @@ KENV = . $(B)/guest-kernel-$(KERNEL).env
 KMOD_KO = $(B)/kmod/$(KERNEL)/$(1)/drivers/misc/gru/gru_tlb.ko
 
 .PHONY: all help setup qemu kernel module tools initramfs run check qtests guest-check \
-	mutation-check relay-check clean
+	mutation-check relay-check dkms-source dkms-check clean
 all: run
 
 help:
@@ -154,17 +154,29 @@ mutation-check: qemu
 		--timeout $(CHECK_TIMEOUT) $(CHECK_GUEST_ARGS) $(MUTATION_ARGS) \
 		'run-guest-tests.sh --mutation' 2>&1 | tee $(RESULTS)/mutation.log
 
+# The driver as DKMS source (dkms.conf, Kbuild, sources, the uapi header),
+# staged in $(B)/dkms/gru-tlb-<VERSION> for `dkms add`.
+dkms-source:
+	@scripts/dkms-source.sh $(B)/dkms
+
+# Stages that source, then dkms add/build/install/remove for the 6.1 and
+# 6.12 headers in a cold Debian 12 chroot (cached in $(GRU_CACHE)/dkms-root).
+dkms-check: setup
+	@mkdir -p $(RESULTS)
+	scripts/dkms-check.sh --src "$$(scripts/dkms-source.sh $(B)/dkms | tail -n1)" 2>&1 | tee $(RESULTS)/dkms.log
+
 # Runs every stage even when one fails, then sums the stages' closing
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,relay,guest,prod,iommu,mutation}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,relay,guest,prod,iommu,mutation,dkms}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
 	$(MAKE) --no-print-directory relay-check || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
 	$(MAKE) --no-print-directory mutation-check || rc=1; \
+	$(MAKE) --no-print-directory dkms-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests relay guest prod iommu mutation; do \
+	for s in qtests relay guest prod iommu mutation dkms; do \
 		log=$(RESULTS)/$$s.log; \
 		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \
