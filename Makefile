@@ -5,12 +5,13 @@
 #                and the latency report
 #   make check   device qtests, the guest tests (test-hook module), a boot
 #                with the production module, one with an IOMMU, the
-#                mutation run on the debug kernel; ends "N passed, N failed"
+#                mutation run on the debug kernel, the QMP relay check and
+#                a DKMS install in a fresh root; ends "N passed, N failed"
 #
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
 # Other targets: setup qemu kernel module tools initramfs qtests
-# guest-check mutation-check dkms-source dkms-check clean help.
+# guest-check mutation-check relay-check dkms-source dkms-check clean help.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
