@@ -3,14 +3,15 @@
 #
 #   make run     build everything, boot the guest with the device, run the demo
 #                and the latency report
-#   make check   device qtests, the guest tests (test-hook module), a boot
+#   make check   device qtests (also under ASan+UBSan, with the fuzzer),
+#                the guest tests (test-hook module), a boot
 #                with the production module, one with an IOMMU, the
 #                mutation run on the debug kernel, the QMP relay check and
 #                a DKMS install in a fresh root; ends "N passed, N failed"
 #
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
-# Other targets: setup qemu kernel module tools initramfs qtests
+# Other targets: setup qemu kernel module tools initramfs qtests qtests-san
 # guest-check mutation-check relay-check dkms-source dkms-check clean help.
 
 SHELL := /bin/bash
@@ -43,7 +44,7 @@ KENV = . $(B)/guest-kernel-$(KERNEL).env
 # "prod" is what a user would install.
 KMOD_KO = $(B)/kmod/$(KERNEL)/$(1)/drivers/misc/gru/gru_tlb.ko
 
-.PHONY: all help setup qemu kernel module tools initramfs run check qtests guest-check \
+.PHONY: all help setup qemu kernel module tools initramfs run check qtests qtests-san guest-check \
 	mutation-check relay-check dkms-source dkms-check clean
 all: run
 
@@ -120,6 +121,12 @@ qtests: qemu
 	@mkdir -p $(RESULTS)
 	scripts/run-qtests.sh 2>&1 | tee $(RESULTS)/qtests.log
 
+# The qtests and the seeded fuzzer on the ASan+UBSan build (GRU_FUZZ_SEED,
+# GRU_FUZZ_SEEDS, GRU_FUZZ_OPS pass through; docs/testing.md).
+qtests-san: setup
+	@mkdir -p $(RESULTS)
+	scripts/run-qtests.sh --sanitize 2>&1 | tee $(RESULTS)/qtests-san.log
+
 # The guest's QMP relay refuses what the tests do not need (real QEMU, no guest).
 relay-check: qemu
 	@mkdir -p $(RESULTS)
@@ -170,14 +177,15 @@ dkms-check: setup
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,relay,guest,prod,iommu,mutation,dkms}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,qtests-san,relay,guest,prod,iommu,mutation,dkms}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
+	$(MAKE) --no-print-directory qtests-san || rc=1; \
 	$(MAKE) --no-print-directory relay-check || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
 	$(MAKE) --no-print-directory mutation-check || rc=1; \
 	$(MAKE) --no-print-directory dkms-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests relay guest prod iommu mutation dkms; do \
+	for s in qtests qtests-san relay guest prod iommu mutation dkms; do \
 		log=$(RESULTS)/$$s.log; \
 		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \

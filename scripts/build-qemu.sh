@@ -5,19 +5,41 @@
 # The result is cached outside the repo, keyed by a hash of everything that
 # goes into it, so a warm rerun only hashes and prints the path.
 #
-# stdout: the path of qemu-system-x86_64, as the LAST line.  The qtest binary
-#         gru-test sits next to it.
+# stdout: the path of qemu-system-x86_64, as the LAST line.  The qtest
+#         binaries gru-test and gru-fuzz-test sit next to it.
 # stderr: progress.
 #
-# Environment: GRU_CACHE (default /var/cache/gru-build), GRU_JOBS (default 2).
+# --sanitize (or GRU_SANITIZE=1): a second, separate build with ASan and
+# UBSan (every UBSan report fatal), in its own build directory and cache
+# ($GRU_CACHE/qemu-build-san, $GRU_CACHE/qemu-bin-san/<key>).  It shares
+# the source tree and the lock with the default build, which it leaves
+# untouched.
+#
+# Environment: GRU_CACHE (default /var/cache/gru-build), GRU_JOBS (default 2),
+# GRU_SANITIZE.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${GRU_CACHE:-/var/cache/gru-build}
 JOBS=${GRU_JOBS:-2}
+SANITIZE=${GRU_SANITIZE:-0}
+case ${1:-} in
+--sanitize) SANITIZE=1 ;;
+'') ;;
+*)
+	echo "usage: $0 [--sanitize]" >&2
+	exit 2
+	;;
+esac
+[ "$SANITIZE" = 0 ] || SANITIZE=1
 SRC_ROOT=$CACHE/qemu-src
-BUILD=$CACHE/qemu-build
-BIN_ROOT=$CACHE/qemu-bin
+if [ "$SANITIZE" = 1 ]; then
+	BUILD=$CACHE/qemu-build-san
+	BIN_ROOT=$CACHE/qemu-bin-san
+else
+	BUILD=$CACHE/qemu-build
+	BIN_ROOT=$CACHE/qemu-bin
+fi
 
 CONFIGURE_ARGS=(
 	--target-list=x86_64-softmmu
@@ -27,6 +49,22 @@ CONFIGURE_ARGS=(
 	--disable-install-blobs
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
+if [ "$SANITIZE" = 1 ]; then
+	# --enable-sanitizers should give -fsanitize=address and
+	# -fsanitize=undefined (the runtimes come with gcc: libasan8,
+	# libubsan1), but QEMU 7.2's UBSan probe fails to compile under
+	# GCC 12 (-Werror=maybe-uninitialized in the probe itself), and
+	# configure then drops UBSan without a word.  So UBSan is asked for
+	# explicitly, and the result is checked after the build.  UBSan only
+	# prints and goes on by default; a report must stop QEMU so that the
+	# test that provoked it fails.  Frame pointers make the stacks
+	# complete.
+	CONFIGURE_ARGS+=(
+		--enable-sanitizers
+		"--extra-cflags=-fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+		--extra-ldflags=-fsanitize=undefined
+	)
+fi
 
 log() { echo "build-qemu: $*" >&2; }
 die() { echo "build-qemu: ERROR: $*" >&2; exit 1; }
@@ -99,7 +137,9 @@ KEY=$(
 	} | sha256sum | cut -c1-16
 )
 OUT=$BIN_ROOT/$KEY
-if [ -x "$OUT/qemu-system-x86_64" ] && [ -x "$OUT/gru-test" ]; then
+TESTS=(gru-test gru-fuzz-test)
+if [ -x "$OUT/qemu-system-x86_64" ] && [ -x "$OUT/gru-test" ] &&
+   [ -x "$OUT/gru-fuzz-test" ]; then
 	log "cached build $KEY"
 	echo "$OUT/qemu-system-x86_64"
 	exit 0
@@ -137,7 +177,9 @@ sed -e 's/__u\([0-9][0-9]*\)/uint\1_t/g' \
 	-e '/#include <linux\/ioctl.h>/d' \
 	"$REPO/include/uapi/misc/gru.h" |
 	install_if_changed - "$SRC/include/standard-headers/misc/gru.h"
-ln -sfn "$REPO/qemu-hw/tests/gru-test.c" "$SRC/tests/qtest/gru-test.c"
+for t in "${TESTS[@]}"; do
+	ln -sfn "$REPO/qemu-hw/tests/$t.c" "$SRC/tests/qtest/$t.c"
+done
 
 add_line_after() {	# file, anchor regex (first match), line to add
 	local f=$1 anchor=$2 line=$3
@@ -157,6 +199,10 @@ add_line_after "$SRC/hw/Kconfig" "^source misc/Kconfig" "source gru/Kconfig"
 add_line_after "$SRC/meson.build" "^    'hw/misc',\$" "    'hw/gru',"
 add_line_after "$SRC/tests/qtest/meson.build" "^qtests_i386 = \\\\?" \
 	"  (config_all_devices.has_key('CONFIG_GRU_TLB') ? ['gru-test'] : []) + \\"
+# The source tree is shared by every clone, and an older clone's script
+# does not link the fuzzer in: a dangling link must not break its meson.
+add_line_after "$SRC/tests/qtest/meson.build" "^qtests_i386 = \\\\?" \
+	"  (config_all_devices.has_key('CONFIG_GRU_TLB') and fs.exists(meson.current_source_dir() / 'gru-fuzz-test.c') ? ['gru-fuzz-test'] : []) + \\"
 
 cfg_stamp=$(printf '%s\n' "${CONFIGURE_ARGS[@]}" "$SRC" | sha256sum | cut -c1-16)
 if [ ! -f "$BUILD/build.ninja" ] || [ "$(cat "$BUILD/.gru-configured" 2>/dev/null)" != "$cfg_stamp" ]; then
@@ -174,19 +220,29 @@ fi
 rm -f "$BUILD"/trace/trace-hw_gru.[ch] \
 	"$BUILD"/libqemuutil.a.p/meson-generated_.._trace_trace-hw_gru.c.o \
 	"$BUILD"/libcommon.fa.p/hw_gru_*.o \
-	"$BUILD"/tests/qtest/gru-test.p/*.o
+	"$BUILD"/tests/qtest/gru-test.p/*.o \
+	"$BUILD"/tests/qtest/gru-fuzz-test.p/*.o
 meson_key=$(cat "$REPO/qemu-hw/meson.build" "$REPO/qemu-hw/Kconfig" | sha256sum | cut -c1-16)
 if [ "$(cat "$BUILD/.gru-meson" 2>/dev/null)" != "$meson_key" ]; then
 	touch "$SRC/meson.build"	# makes ninja re-run meson and Kconfig
 	echo "$meson_key" >"$BUILD/.gru-meson"
 fi
 
-log "building with ninja -j$JOBS (cold: several minutes)"
-ninja -C "$BUILD" -j"$JOBS" qemu-system-x86_64 tests/qtest/gru-test >&2 ||
+log "building $BUILD with ninja -j$JOBS (cold: several minutes)"
+ninja -C "$BUILD" -j"$JOBS" qemu-system-x86_64 \
+	"${TESTS[@]/#/tests/qtest/}" >&2 ||
 	die "ninja failed; see the compiler output above"
 
+if [ "$SANITIZE" = 1 ]; then
+	libs=$(ldd "$BUILD/qemu-system-x86_64")
+	for lib in libasan libubsan; do
+		grep -q "$lib" <<<"$libs" ||
+			die "the sanitizer build is not linked with $lib; see the configure output above"
+	done
+fi
+
 mkdir -p "$OUT.tmp"
-cp "$BUILD/qemu-system-x86_64" "$BUILD/tests/qtest/gru-test" "$OUT.tmp/"
+cp "$BUILD/qemu-system-x86_64" "${TESTS[@]/#/$BUILD/tests/qtest/}" "$OUT.tmp/"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 log "built $KEY"
