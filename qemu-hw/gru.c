@@ -530,25 +530,29 @@ static bool gru_pa_readonly(AddressSpace *as, uint64_t pa, uint64_t len)
 static bool gru_pa_is_ram(GruState *s, uint64_t pa, uint64_t len, bool write)
 {
     AddressSpace *as = pci_get_address_space(PCI_DEVICE(s));
+    uint64_t addr = pa, left = len;
 
     RCU_READ_LOCK_GUARD();
-    if (write && gru_pa_readonly(as, pa, len)) {
-        return false;
-    }
-    while (len) {
-        hwaddr xlat, plen = len;
-        MemoryRegion *mr = address_space_translate(as, pa, &xlat, &plen, write,
+    while (left) {
+        hwaddr xlat, plen = left;
+        MemoryRegion *mr = address_space_translate(as, addr, &xlat, &plen,
+                                                   write,
                                                    MEMTXATTRS_UNSPECIFIED);
 
         if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
             (write && mr->readonly) || !plen) {
             return false;
         }
-        plen = MIN(plen, len);
-        pa += plen;
-        len -= plen;
+        plen = MIN(plen, left);
+        addr += plen;
+        left -= plen;
     }
-    return true;
+    /*
+     * Only after the walk above found RAM: with bus mastering off the
+     * flat view is empty, and memory_region_find() would hand its NULL
+     * range array to bsearch(), which is undefined behaviour.
+     */
+    return !write || !gru_pa_readonly(as, pa, len);
 }
 
 static bool gru_dma(GruState *s, GruCtx *c, uint64_t va, uint64_t pa,

@@ -647,28 +647,68 @@ static unsigned int pick_ctx(Fuzz *f)
     return f->nr_ctx + rnd(f, f->bar2_size / GRU_WINDOW_SIZE - f->nr_ctx);
 }
 
+/* A 4 KiB drop-in of page va for asid, to one of the allowed targets. */
+static void map_page(Fuzz *f, uint16_t asid, uint64_t va)
+{
+    bool writable;
+    uint64_t pa = pick_pa4k(f, &writable);
+    uint64_t attr = GRU_ATTR_READ |
+                    (writable && chance(f, 85) ? GRU_ATTR_WRITE : 0);
+
+    wr(f, GRU_REG_DI_ASID, asid);
+    wr(f, GRU_REG_DI_VA, va & ~(PAGE - 1));
+    wr(f, GRU_REG_DI_PA, pa);
+    wr(f, GRU_REG_DI_ATTR, attr);
+    wr(f, GRU_REG_DI_GEN, rd(f, GRU_REG_INV_GEN));
+    wr(f, GRU_REG_DI_CMD, GRU_DI_INSERT);
+}
+
 static void op_issue(Fuzz *f)
 {
     unsigned int n = pick_ctx(f);
     uint64_t w = f->bar[1] + n * GRU_WINDOW_SIZE, op;
     unsigned int opc = chance(f, 90) ? rnd(f, GRU_OPC_MAX + 1) : rnd(f, 256);
     unsigned int flags = chance(f, 85) ? rnd(f, 4) : rnd(f, 256);
-    uint64_t addr = pick_va(f), src = pick_va(f);
+    uint64_t addr = pick_va(f), src = pick_va(f), len = pick_len(f);
+    bool good = chance(f, 60);
 
-    op = GRU_OP_ENCODE(opc, flags, rnd(f, 256));
-    if (chance(f, 3)) {
-        op |= 1ULL << (24 + rnd(f, 40));
-    }
-    if (opc == GRU_OPC_BCOPY && chance(f, 50)) {
-        /* Usually from the read-only pages' VAs to others: no overlap. */
+    if (good) {
+        /*
+         * Mostly well-formed: a loaded context, mapped pages, a short
+         * length, so that instructions get as far as DMA and completion.
+         */
+        uint16_t asid = 1 + rnd(f, NR_ASIDS);
+
+        opc = rnd(f, GRU_OPC_MAX + 1);
+        flags = rnd(f, 4);
         src = VA4K + rnd(f, NR_VPAGES / 2) * PAGE + rnd(f, PAGE);
         addr = VA4K + (NR_VPAGES / 2 + rnd(f, NR_VPAGES / 2)) * PAGE +
                rnd(f, PAGE);
+        if (opc != GRU_OPC_BCOPY && opc != GRU_OPC_BSET) {
+            addr &= ~7ULL;
+        }
+        len = rnd(f, 2 * PAGE);
+        if (chance(f, 70)) {
+            mmio_write(f, "ctx-asid", f->bar[0] + GRU_REG_CTX(n) +
+                       GRU_CTX_ASID, GRU_CTX_ASID_VALID | asid, 8);
+        }
+        if (chance(f, 70)) {
+            map_page(f, asid, addr);
+            map_page(f, asid, addr + len);
+            if (opc == GRU_OPC_BCOPY) {
+                map_page(f, asid, src);
+                map_page(f, asid, src + len);
+            }
+        }
+    }
+    op = GRU_OP_ENCODE(opc, flags, rnd(f, 256));
+    if (!good && chance(f, 3)) {
+        op |= 1ULL << (24 + rnd(f, 40));
     }
     mmio_write(f, "win-op", w + GRU_WIN_OP, op, 8);
     mmio_write(f, "win-addr", w + GRU_WIN_ADDR, addr, 8);
     mmio_write(f, "win-src", w + GRU_WIN_SRC, src, 8);
-    mmio_write(f, "win-len", w + GRU_WIN_LEN, pick_len(f), 8);
+    mmio_write(f, "win-len", w + GRU_WIN_LEN, len, 8);
     mmio_write(f, "win-op0", w + GRU_WIN_OPERAND0, pick_val(f), 8);
     mmio_write(f, "win-op1", w + GRU_WIN_OPERAND1, pick_val(f), 8);
     if (chance(f, 90)) {
@@ -742,7 +782,11 @@ static void op_serve_fault(Fuzz *f)
     if (!pending) {
         return;
     }
-    n = ctz64(pending);
+    /* Any of them, not only the lowest: drivers serve in any order. */
+    n = rnd(f, 64);
+    while (!(pending & (1ULL << n))) {
+        n = (n + 1) % 64;
+    }
     va = mmio_read(f, "fault-va", f->bar[0] + GRU_REG_CTX(n) +
                    GRU_CTX_FAULT_VA, 8);
     info = mmio_read(f, "fault-info", f->bar[0] + GRU_REG_CTX(n) +
@@ -1175,7 +1219,7 @@ static void op_any(Fuzz *f)
         op_config(f);
     } else if (w < 980) {
         /* Engine off and on again. */
-        wr(f, GRU_REG_CTRL, chance(f, 90) ? rnd(f, 2) : pick_val(f));
+        wr(f, GRU_REG_CTRL, chance(f, 90) ? chance(f, 70) : pick_val(f));
     } else if (w < 998) {
         mmio_write(f, "cpuvec", f->bar[0] + GRU_REG_CPUVEC(rnd(f, 64)),
                    chance(f, 90) ? rnd(f, f->vectors + 2) : pick_val(f),

@@ -855,6 +855,43 @@ static void test_errors_dma(void)
     gru_stop(g);
 }
 
+/*
+ * Every kind of device write with Bus Master Enable off fails with DMA and
+ * leaves memory alone.  The address space is then empty, which the RAM
+ * check must not look into for the read-only test (undefined behaviour
+ * that only the sanitizer stage, make qtests-san, sees).
+ */
+static void test_dma_bus_master_off(void)
+{
+    Gru *g = gru_start("");
+    uint64_t pa = alloc_buf(g, 2 * PAGE);
+    uint16_t cmd = qpci_config_readw(g->dev, PCI_COMMAND);
+    static const unsigned int writers[] = {
+        GRU_OPC_STORE, GRU_OPC_BSET, GRU_OPC_BCOPY, GRU_OPC_FADD,
+        GRU_OPC_SWAP, GRU_OPC_CAS,
+    };
+    unsigned int i;
+
+    load_ctx(g, 0, 1);
+    map_range(g, 1, VA0, pa, 2 * PAGE, RW);
+    qtest_writeq(g->qts, pa, 0x77);
+    qpci_config_writew(g->dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    for (i = 0; i < ARRAY_SIZE(writers); i++) {
+        g_assert_cmpuint(run(g, 0, OP(writers[i], 0, 0), VA0, VA0 + PAGE, 8,
+                             9, 0x77), ==, GRU_ST_ERROR);
+        g_assert_cmpuint(wrd(g, 0, GRU_WIN_ERROR), ==, GRU_ERR_DMA);
+        g_assert_cmphex(wrd(g, 0, GRU_WIN_EXC_INFO) & GRU_EXC_WRITE, ==,
+                        writers[i] == GRU_OPC_BCOPY ? 0 : GRU_EXC_WRITE);
+    }
+    g_assert_cmpuint(qtest_readq(g->qts, pa), ==, 0x77);
+
+    qpci_config_writew(g->dev, PCI_COMMAND, cmd);
+    g_assert_cmpuint(run(g, 0, OP(GRU_OPC_STORE, 0, 0), VA0, 0, 0, 9, 0), ==,
+                     GRU_ST_DONE);
+    g_assert_cmpuint(qtest_readq(g->qts, pa), ==, 9);
+    gru_stop(g);
+}
+
 /* Miss, then the driver answers with each CTX_CMD. */
 static void start_miss(Gru *g, int n, uint64_t va)
 {
@@ -1539,6 +1576,7 @@ int main(int argc, char **argv)
     qtest_add_func("/gru/bounds/tick", test_tick_bounded);
     qtest_add_func("/gru/bounds/tlb-walk", test_walk_bounded);
     qtest_add_func("/gru/errors-dma-readonly", test_dma_readonly);
+    qtest_add_func("/gru/errors-dma-bus-master-off", test_dma_bus_master_off);
     qtest_add_func("/gru/random-writes", test_random_writes);
     qtest_add_func("/gru/system-reset", test_system_reset);
     qtest_add_func("/gru/unmigratable", test_unmigratable);
