@@ -11,8 +11,8 @@
  * (which makes a sanitizer build exit), or a broken invariant fails it.
  *
  * GRU_FUZZ_SEED    first seed (default: from the clock); always printed
- * GRU_FUZZ_SEEDS   number of seeds, seed, seed + 1, ... (default 4)
- * GRU_FUZZ_OPS     operations per seed (default 25000)
+ * GRU_FUZZ_SEEDS   number of seeds, seed, seed + 1, ... (default 8)
+ * GRU_FUZZ_OPS     operations per seed (default 50000)
  * GRU_FUZZ_VERBOSE 1: print every operation
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -42,8 +42,8 @@
 #define NR_ASIDS        4
 #define MSI_DATA(v)     (0x4000u + (v))
 #define RING            64          /* operations shown when a run fails */
-#define DEFAULT_OPS     25000
-#define DEFAULT_SEEDS   4
+#define DEFAULT_OPS     50000
+#define DEFAULT_SEEDS   8
 
 /* The PCI window the fuzzer moves its BARs in: 1 MiB per BAR. */
 #define POOL_BAR0       0
@@ -688,6 +688,12 @@ static void op_issue(Fuzz *f)
             addr &= ~7ULL;
         }
         len = rnd(f, 2 * PAGE);
+        if (chance(f, 50)) {
+            /* A driver reusing the context ends what it still holds. */
+            mmio_write(f, "ctx-cmd", f->bar[0] + GRU_REG_CTX(n) + GRU_CTX_CMD,
+                       GRU_CMD(chance(f, 50) ? GRU_CMD_RESET : GRU_CMD_ABORT,
+                               0), 8);
+        }
         if (chance(f, 70)) {
             mmio_write(f, "ctx-asid", f->bar[0] + GRU_REG_CTX(n) +
                        GRU_CTX_ASID, GRU_CTX_ASID_VALID | asid, 8);
