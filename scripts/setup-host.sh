@@ -21,6 +21,7 @@ PKGS=(
 	linux-headers-amd64
 	gnuplot-nox
 	libelf-dev libssl-dev	# debug kernel build (objtool, certs)
+	libasan8 libubsan1	# build-qemu.sh --sanitize (gcc pulls them in too)
 )
 
 # deb-src: QEMU comes from Debian's source package.
