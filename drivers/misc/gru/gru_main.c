@@ -330,32 +330,34 @@ static int gru_check_dma_untranslated(struct pci_dev *pdev)
 /*
  * No IOMMU does not yet mean that a physical address is a bus address.
  * Memory encryption (SME sets the C-bit in bus addresses; SEV and TDX
- * guests must bounce through shared memory) and Xen PV (machine frames
- * differ from the guest's PFNs) also make the page-table PFN the wrong
- * thing to hand the device.  Ask the DMA API what it would hand a device
- * for one page: whatever it does differently, the driver cannot follow.
- * Needs the 64-bit DMA mask, or a page above 4 GiB would bounce.
+ * guests must bounce through shared memory) also makes the page-table PFN
+ * the wrong thing to hand the device.  Ask the DMA API what it would hand
+ * a device for one page: whatever it does differently, the driver cannot
+ * follow.  (swiotlb=force on a plain host is refused too, though raw
+ * PFNs would work there.)  Needs the 64-bit DMA mask, or a page above
+ * 4 GiB would bounce.  The page is zeroed: a bounce copies it into memory
+ * an encrypted guest shares with its host.
  */
 static int gru_check_dma_is_phys(struct pci_dev *pdev)
 {
-	struct page *page = alloc_page(GFP_KERNEL);
+	struct page *page = alloc_page(GFP_KERNEL | __GFP_ZERO);
 	dma_addr_t dma;
 	int ret = 0;
 
 	if (!page)
 		return -ENOMEM;
-	dma = dma_map_page(&pdev->dev, page, 0, PAGE_SIZE, DMA_BIDIRECTIONAL);
+	dma = dma_map_page(&pdev->dev, page, 0, PAGE_SIZE, DMA_TO_DEVICE);
 	if (dma_mapping_error(&pdev->dev, dma)) {
 		ret = -EIO;
 	} else {
 		if (dma != page_to_phys(page))
 			ret = -EOPNOTSUPP;
-		dma_unmap_page(&pdev->dev, dma, PAGE_SIZE, DMA_BIDIRECTIONAL);
+		dma_unmap_page(&pdev->dev, dma, PAGE_SIZE, DMA_TO_DEVICE);
 	}
 	__free_page(page);
 	if (ret == -EOPNOTSUPP)
 		dev_err(&pdev->dev,
-			"the DMA address of a page is not its physical address (memory encryption, bounce buffers or Xen PV), and the device needs physical addresses: it cannot be used on this system\n");
+			"the DMA address of a page is not its physical address (memory encryption, or bounce buffers: swiotlb=force), and the device needs physical addresses: it cannot be used on this system\n");
 	else if (ret)
 		dev_err(&pdev->dev, "cannot map a test page for DMA (%d)\n", ret);
 	return ret;
