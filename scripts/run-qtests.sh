@@ -42,9 +42,10 @@ done
 if [ -n "$SANITIZE" ]; then
 	# Both QEMU and the test binaries are instrumented, and QEMU inherits
 	# these.  Any report kills the process (abort_on_error: a signal,
-	# which libqtest reports as QEMU's death).
-	export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1:print_summary=1}
-	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-abort_on_error=1:halt_on_error=1:print_stacktrace=1:print_summary=1}
+	# which libqtest reports as QEMU's death).  The caller's options come
+	# first so that ours, which the stage depends on, win.
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}abort_on_error=1:halt_on_error=1:detect_leaks=1:print_summary=1
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}abort_on_error=1:halt_on_error=1:print_stacktrace=1:print_summary=1
 fi
 SAN_RE='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer'
 
