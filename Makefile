@@ -12,7 +12,9 @@
 # Every target does its own host setup (Debian 12, root).  Slow inputs (QEMU
 # source and build, guest kernel, initramfs) are cached in $(GRU_CACHE).
 # Other targets: setup qemu kernel module tools initramfs qtests qtests-san
-# guest-check mutation-check relay-check dkms-source dkms-check clean help.
+# guest-check mutation-check relay-check dkms-source dkms-check userspace
+# install clean help.  "make install DESTDIR=... PREFIX=/usr" installs
+# libgru (library, headers, pkg-config file), the tools and their man pages.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
@@ -24,6 +26,9 @@ RESULTS ?= $(CURDIR)/results
 B := $(CURDIR)/build
 GRU_DRV := $(CURDIR)/drivers/misc/gru
 GRU_TOOLS := $(CURDIR)/tools/gru-test
+GRU_LIB := $(CURDIR)/tools/lib/gru
+DESTDIR ?=
+PREFIX ?= /usr/local
 
 # Extra scripts/guest-run.sh options per job.
 RUN_GUEST_ARGS ?=
@@ -45,7 +50,7 @@ KENV = . $(B)/guest-kernel-$(KERNEL).env
 KMOD_KO = $(B)/kmod/$(KERNEL)/$(1)/drivers/misc/gru/gru_tlb.ko
 
 .PHONY: all help setup qemu kernel module tools initramfs run check qtests qtests-san guest-check \
-	mutation-check relay-check dkms-source dkms-check clean
+	mutation-check relay-check dkms-source dkms-check userspace install clean
 all: run
 
 help:
@@ -80,12 +85,20 @@ module: kernel
 			modules; \
 	done
 
+# libgru, the tools, then the guest tests: the kselftest directory built
+# with the kernel's lib.mk (scripts/build-selftests.sh), -Werror as the rest.
 tools: setup
-	@if [ -f $(GRU_TOOLS)/Makefile ]; then \
-		$(MAKE) -j2 -C $(GRU_TOOLS); \
-	else \
-		echo "tools: $(GRU_TOOLS) has no Makefile yet"; \
-	fi
+	@mkdir -p $(B)
+	$(MAKE) -C $(GRU_LIB)
+	$(MAKE) -j2 -C $(GRU_TOOLS)
+	@echo "tools: building the guest tests (scripts/build-selftests.sh)"
+	@scripts/build-selftests.sh USERCFLAGS=-Werror -j2 install >$(B)/ksft.path 2>$(B)/ksft.log || \
+		{ cat $(B)/ksft.log >&2; echo "tools: the guest tests did not build (log above)" >&2; exit 1; }
+	@echo "tools: guest tests in $$(cat $(B)/ksft.path)"
+
+install: tools
+	$(MAKE) -C $(GRU_LIB) install DESTDIR=$(DESTDIR) PREFIX=$(PREFIX)
+	$(MAKE) -C $(GRU_TOOLS) install DESTDIR=$(DESTDIR) PREFIX=$(PREFIX)
 
 initramfs: kernel module tools
 	@$(KENV); export KVER KMODROOT; scripts/mkinitramfs.sh --kernel $(KERNEL) \
@@ -173,19 +186,26 @@ dkms-check: setup
 	@mkdir -p $(RESULTS)
 	scripts/dkms-check.sh --src "$$(scripts/dkms-source.sh $(B)/dkms | tail -n1)" 2>&1 | tee $(RESULTS)/dkms.log
 
+# libgru as a library (install, pkg-config, soname, exports, man pages);
+# on the host, no device needed.
+userspace: tools
+	@mkdir -p $(RESULTS)
+	scripts/check-userspace.sh 2>&1 | tee $(RESULTS)/userspace.log
+
 # Runs every stage even when one fails, then sums the stages' closing
 # "N passed, N failed" lines; a stage that died before printing one
 # counts as one failure.
 check: qemu initramfs
-	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,qtests-san,relay,guest,prod,iommu,mutation,dkms}.log; rc=0; \
+	@mkdir -p $(RESULTS); rm -f $(RESULTS)/{qtests,qtests-san,relay,guest,prod,iommu,mutation,dkms,userspace}.log; rc=0; \
 	$(MAKE) --no-print-directory qtests || rc=1; \
 	$(MAKE) --no-print-directory qtests-san || rc=1; \
 	$(MAKE) --no-print-directory relay-check || rc=1; \
+	$(MAKE) --no-print-directory userspace || rc=1; \
 	$(MAKE) --no-print-directory guest-check || rc=1; \
 	$(MAKE) --no-print-directory mutation-check || rc=1; \
 	$(MAKE) --no-print-directory dkms-check || rc=1; \
 	p=0; f=0; \
-	for s in qtests qtests-san relay guest prod iommu mutation dkms; do \
+	for s in qtests qtests-san relay guest prod iommu mutation dkms userspace; do \
 		log=$(RESULTS)/$$s.log; \
 		[ -e $$log ] || { echo "check: $$s: did not run"; f=$$((f + 1)); continue; }; \
 		line=$$(sed 's/\r$$//' $$log | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n1); \
@@ -203,5 +223,6 @@ check: qemu initramfs
 clean:
 	@if [ -f $(GRU_DRV)/gru_tlb.ko ] && [ -d /lib/modules/$$(uname -r)/build ]; then \
 		$(MAKE) -C /lib/modules/$$(uname -r)/build M=$(GRU_DRV) clean; fi
-	@if [ -f $(GRU_TOOLS)/Makefile ]; then $(MAKE) -C $(GRU_TOOLS) clean; fi
+	$(MAKE) -C $(GRU_TOOLS) clean
+	$(MAKE) -C $(GRU_LIB) clean
 	rm -rf $(B) $(RESULTS)

@@ -12,9 +12,15 @@
 #                              busybox insmod cannot read .ko.xz/.ko.zst
 #   /lib/modules/gru_tlb.ko    the project's driver, if built for this kernel
 #   /opt/gru/bin/              tools/gru-test/build/* and run-guest-tests.sh
+#   /opt/gru/kselftest/        the kselftest install tree of the guest tests
+#                              (scripts/build-selftests.sh): run_kselftest.sh,
+#                              kselftest/ktap_helpers.sh, drivers/misc/gru_tlb/
+#   /usr/lib/libgru.so.1       the shared libgru, and every library a tool's
+#                              build/NAME.libs lists, for gru-info and gru-bench
 #   /usr/bin/lspci             the real one, with its shared libraries and
 #                              /usr/share/misc/pci.ids, so lspci -nn -vv works
-#   /sbin/gru-lspci-check      KTAP check of the device's BARs and MSI-X
+#   /sbin/gru-lspci-check      KTAP check of the device's BARs and MSI-X (a
+#                              link to the kselftest's copy)
 #   /sbin/gru-iommu-check      KTAP check of the driver under a translating
 #                              IOMMU (guest-run.sh --iommu)
 #   /etc/gru-pci.conf          PCI IDs and BAR numbers from drivers/misc/gru/gru_regs.h
@@ -93,11 +99,29 @@ if [ -d "$repo/tools/gru-test/build" ]; then
 fi
 runner=$repo/tools/gru-test/run-guest-tests.sh
 [ -f "$runner" ] || runner=
+ksft=${GRU_KSFT_INSTALL:-$repo/build/ksft/tools/testing/selftests/kselftest_install}
+ksft_files=()
+if [ -d "$ksft/drivers/misc/gru_tlb" ]; then
+	while IFS= read -r f; do ksft_files+=("$f"); done < <(find "$ksft" -type f | LC_ALL=C sort)
+else
+	log "no guest tests in $ksft (scripts/build-selftests.sh): the guest runs without them"
+	ksft=
+fi
+# Shared libraries of the dynamically linked tools, as their build listed
+# them (libgru comes from the source tree, which ldd alone would not find).
+tool_libs=()
+for t in "${tools[@]}"; do
+	[ -f "$t.libs" ] || continue
+	while IFS= read -r lib; do
+		[ -e "$lib" ] || die "$lib (listed in $t.libs) missing: make tools"
+		case " ${tool_libs[*]} " in *" $lib "*) ;; *) tool_libs+=("$lib") ;; esac
+	done <"$t.libs"
+done
 
 lspci_bin=$(command -v lspci)
-inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep.bin" "$repo/scripts/guest/gru-lspci-check" "$repo/scripts/guest/gru-iommu-check"
+inputs=("$0" "$repo/scripts/guest/init" "$KMODROOT/lib/modules/$KVER/modules.dep.bin" "$repo/scripts/guest/gru-iommu-check"
 	"$repo/drivers/misc/gru/gru_regs.h" "$busybox" "$lspci_bin" "$pciids"
-	"${modlist[@]}" "${tools[@]}")
+	"${modlist[@]}" "${tools[@]}" "${tool_libs[@]}" "${ksft_files[@]}")
 [ "$module" = none ] || inputs+=("$module")
 [ -z "$runner" ] || inputs+=("$runner")
 # Contents and names only, not where the repo lives (CI clones elsewhere).
@@ -122,7 +146,6 @@ mknod -m 666 "$stage/dev/null" c 1 3
 install -m 755 "$repo/scripts/guest/init" "$stage/init"
 install -m 755 "$busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
-install -m 755 "$repo/scripts/guest/gru-lspci-check" "$stage/sbin/gru-lspci-check"
 install -m 755 "$repo/scripts/guest/gru-iommu-check" "$stage/sbin/gru-iommu-check"
 
 # The contract header is the one source of the IDs and BAR numbers.
@@ -154,6 +177,10 @@ done
 
 for t in "${tools[@]}"; do install -m 755 "$t" "$stage/opt/gru/bin/"; done
 [ -z "$runner" ] || install -m 755 "$runner" "$stage/opt/gru/bin/run-guest-tests.sh"
+if [ -n "$ksft" ]; then
+	cp -a "$ksft" "$stage/opt/gru/kselftest"
+	ln -s /opt/gru/kselftest/drivers/misc/gru_tlb/gru-lspci-check "$stage/sbin/gru-lspci-check"
+fi
 
 # lspci and any dynamically linked tool get their libraries and loader.
 copy_libs() {
@@ -166,7 +193,19 @@ copy_libs() {
 install -m 755 "$lspci_bin" "$stage/usr/bin/lspci"
 copy_libs "$lspci_bin"
 for t in "${tools[@]}"; do
-	if file -L "$t" | grep -q 'dynamically linked'; then copy_libs "$t"; fi
+	if [ -f "$t.libs" ]; then
+		continue
+	elif file -L "$t" | grep -q 'dynamically linked'; then
+		copy_libs "$t"
+	fi
+done
+for lib in "${tool_libs[@]}"; do
+	case "$lib" in
+	"$repo"/*) dst=/usr/lib/$(basename "$lib") ;;	# the project's own: libgru
+	*) dst=$lib ;;
+	esac
+	mkdir -p "$stage$(dirname "$dst")"
+	[ -e "$stage$dst" ] || cp -L "$lib" "$stage$dst"
 done
 cp "$pciids" "$stage/usr/share/misc/pci.ids"
 

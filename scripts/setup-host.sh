@@ -20,6 +20,7 @@ PKGS=(
 	linux-source-6.1 linux-source-6.12
 	linux-headers-amd64
 	gnuplot-nox
+	groff-base man-db	# make check's userspace stage renders the man pages
 	libelf-dev libssl-dev	# debug kernel build (objtool, certs)
 	libasan8 libubsan1	# build-qemu.sh --sanitize (gcc pulls them in too)
 )

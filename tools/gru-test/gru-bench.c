@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
 
 #define PAGE		4096UL
 #define HPAGE		(2UL << 20)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
 
 static int failures;
 

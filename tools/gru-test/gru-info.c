@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "gru_regs.h"
-#include "libgru.h"
+#include <gru/libgru.h>
 
 #define DEBUGFS_GRU	"/sys/kernel/debug/gru"
 
@@ -177,15 +177,17 @@ static void print_debugfs(const char *slot)
 static void print_geometry(void)
 {
 	struct gru_info info;
-	int fd = open(GRU_DEV_PATH, O_RDWR);
+	struct gru_ctx ctx;
+	int ret = gru_open(&ctx, 0);
 
-	if (fd < 0) {
-		printf("Geometry: %s: %s\n", GRU_DEV_PATH, strerror(errno));
+	if (ret) {
+		printf("Geometry: %s: %s\n", GRU_DEV_PATH, strerror(-ret));
 		return;
 	}
 	memset(&info, 0, sizeof(info));
-	if (ioctl(fd, GRU_IOC_INFO, &info)) {
-		printf("Geometry: GRU_IOC_INFO: %s\n", strerror(errno));
+	ret = gru_info(&ctx, &info);
+	if (ret) {
+		printf("Geometry: GRU_IOC_INFO: %s\n", strerror(-ret));
 	} else {
 		printf("Geometry (%s, GRU_IOC_INFO): version %u.%u, %u hardware contexts, TLB %u sets x %u ways (%u entries), %u MSI-X vectors, window %u bytes, max BCOPY/BSET %llu MiB\n",
 		       GRU_DEV_PATH, info.version >> 16, info.version & 0xffff,
@@ -193,7 +195,7 @@ static void print_geometry(void)
 		       info.tlb_sets * info.tlb_ways, info.vectors, info.window_size,
 		       (unsigned long long)info.max_len >> 20);
 	}
-	close(fd);
+	gru_close(&ctx);
 }
 
 static void usage(FILE *f)

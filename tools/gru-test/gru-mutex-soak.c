@@ -89,7 +89,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
 #include "gru_test_util.h"
 
 #ifndef MADV_COLLAPSE

@@ -23,6 +23,9 @@
 # kernel with FAULT_INJECTION_DEBUG_FS.
 
 BIN=$(dirname "$0")
+# The tests are the kselftest directory drivers/misc/gru_tlb, which the
+# initramfs installs as /opt/gru/kselftest/drivers/misc/gru_tlb.
+TESTS=${GRU_KSFT_DIR:-$BIN/../kselftest/drivers/misc/gru_tlb}
 MUTATION=
 ONLY=
 RACE_ARGS=
@@ -124,8 +127,8 @@ setup_env() {
 run_bin() {	# run_bin NAME [ARGS]
 	name=$1
 	shift
-	if [ ! -x "$BIN/$name" ]; then
-		result fail "$name" "binary missing from $BIN"
+	if [ ! -x "$TESTS/$name" ]; then
+		result fail "$name" "binary missing from $TESTS"
 		return
 	fi
 	if [ -n "$ONLY" ] && ! echo " $ONLY " | grep -q " $name "; then
@@ -133,7 +136,7 @@ run_bin() {	# run_bin NAME [ARGS]
 	fi
 	mark=$(dmesg_mark)
 	log "running $name $*"
-	"$BIN/$name" "$@"
+	"$TESTS/$name" "$@"
 	rc=$?
 	if [ $rc -ne 0 ]; then
 		FAILED=1

@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "gru_test_util.h"
 
 #define WRAP_PAGES		1	/* common pages: one, so that all collide */

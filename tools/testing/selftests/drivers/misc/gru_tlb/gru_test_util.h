@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
 
 #define PAGE_SZ		4096UL
 #define HPAGE_SZ	(2UL << 20)

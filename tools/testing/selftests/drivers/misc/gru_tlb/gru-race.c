@@ -22,7 +22,8 @@
  * overlap one are counted as "raced" and not judged.
  *
  * Bounded by count: each kind runs until it has done --replacements
- * replacements and --writes device writes.  Output is KTAP.
+ * replacements and --writes device writes.  Output is KTAP, through the
+ * kselftest helpers; without /dev/gru the whole run is a skip.
  *
  *   gru-race [--writes N] [--replacements N] [--kind NAME]
  *            [--expect-violations]
@@ -42,7 +43,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
+#include "../../../kselftest.h"
 #include "gru_test_util.h"
 
 #define NPAGES		64	/* memfd pages the mappings rotate over */
@@ -321,36 +323,39 @@ static int replace_once(struct run *r, unsigned long i)
 	return ret;
 }
 
-static int run_kind(const struct kind *k, int idx)
+static void run_kind(const struct kind *k)
 {
 	struct run *r = calloc(1, sizeof(*r));
 	pthread_t t;
 	int ret, err = 0;
 	unsigned long viol, misses = 0;
+	char name[64];
 	bool ok;
 
+	snprintf(name, sizeof(name), "race_%s", k->name);
+
 	if (!r) {
-		printf("not ok %d race_%s # out of memory\n", idx, k->name);
-		return 1;
+		ksft_test_result_code(KSFT_FAIL, name, "out of memory");
+		return;
 	}
 	r->k = k;
 	if (k->needs_numa && numa_nodes() < 2) {
-		printf("ok %d race_%s # SKIP one NUMA node (boot the guest with --numa 2)\n",
-		       idx, k->name);
+		ksft_test_result_code(KSFT_SKIP, name,
+				      "one NUMA node (boot the guest with --numa 2)");
 		free(r);
-		return 0;
+		return;
 	}
 	r->fd = memfd_create("gru-race", 0);
 	if (r->fd < 0 || ftruncate(r->fd, NPAGES * PAGE_SZ)) {
-		printf("not ok %d race_%s # memfd: %s\n", idx, k->name, strerror(errno));
+		ksft_test_result_code(KSFT_FAIL, name, "memfd: %s", strerror(errno));
 		free(r);
-		return 1;
+		return;
 	}
 	r->W = mmap(NULL, NPAGES * PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 	r->T = mmap(NULL, PAGE_SZ, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 	if (r->W == MAP_FAILED || r->T == MAP_FAILED) {
-		printf("not ok %d race_%s # mmap: %s\n", idx, k->name, strerror(errno));
-		return 1;
+		ksft_test_result_code(KSFT_FAIL, name, "mmap: %s", strerror(errno));
+		return;
 	}
 	/* every file page carries a recognisable pattern the device never writes */
 	memset(r->W, 0xee, NPAGES * PAGE_SZ);
@@ -358,8 +363,8 @@ static int run_kind(const struct kind *k, int idx)
 	if (!ret)
 		ret = gru_open(&r->ctx, 0);
 	if (ret) {
-		printf("not ok %d race_%s # setup: %s\n", idx, k->name, strerror(-ret));
-		return 1;
+		ksft_test_result_code(KSFT_FAIL, name, "setup: %s", strerror(-ret));
+		return;
 	}
 	/* the file page under a private mapping must never see a device write */
 	if (k->private_map)
@@ -390,28 +395,25 @@ static int run_kind(const struct kind *k, int idx)
 
 	viol = r->lost_writes + r->removed_writes + r->old_changed;
 	total_violations += viol;
-	printf("# %s: replacements %lu (%lu attempts replaced nothing), device writes %lu (ok %lu, refused %lu), checked %lu, raced %lu\n",
-	       k->name, r->replacements, misses, r->attempts, r->writes_ok,
-	       r->writes_failed, r->checked, r->raced);
-	printf("# %s: violations %lu (old page changed %lu, write through removed translation %lu, lost write %lu), unexpected errors %lu%s%s\n",
-	       k->name, viol, r->old_changed, r->removed_writes, r->lost_writes,
-	       r->unexpected, r->unexpected ? ", last " : "",
-	       r->unexpected ? strerror(-r->last_unexpected) : "");
+	ksft_print_msg("%s: replacements %lu (%lu attempts replaced nothing), device writes %lu (ok %lu, refused %lu), checked %lu, raced %lu\n",
+		       k->name, r->replacements, misses, r->attempts, r->writes_ok,
+		       r->writes_failed, r->checked, r->raced);
+	ksft_print_msg("%s: violations %lu (old page changed %lu, write through removed translation %lu, lost write %lu), unexpected errors %lu%s%s\n",
+		       k->name, viol, r->old_changed, r->removed_writes, r->lost_writes,
+		       r->unexpected, r->unexpected ? ", last " : "",
+		       r->unexpected ? strerror(-r->last_unexpected) : "");
 	if (err)
-		printf("# %s: replacement failed: %s\n", k->name, strerror(-err));
+		ksft_print_msg("%s: replacement failed: %s\n", k->name, strerror(-err));
 	ok = !err && r->replacements >= opt_repl && r->attempts >= opt_writes;
 	if (!opt_expect)
 		ok = ok && !viol && !r->unexpected;
-	printf("%sok %d race_%s\n", ok ? "" : "not ", idx, k->name);
-	fflush(stdout);
+	ksft_test_result(ok, "%s\n", name);
 	gru_close(&r->ctx);
 	munmap(r->T, PAGE_SZ);
 	munmap(r->W, NPAGES * PAGE_SZ);
 	close(r->fd);
 	free(r);
-	return ok ? 0 : 1;
 }
-
 
 static void usage(void)
 {
@@ -431,7 +433,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *only = NULL;
-	int c, n = 0, fails = 0, idx = 0;
+	int c, n = 0;
 
 	while ((c = getopt_long(argc, argv, "w:r:k:eh", lo, NULL)) != -1) {
 		switch (c) {
@@ -442,34 +444,28 @@ int main(int argc, char **argv)
 		default: usage(); return c == 'h' ? 0 : 2;
 		}
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 0; i < NKINDS; i++)
 		n += !only || !strcmp(only, kinds[i].name);
 	if (!n) {
 		usage();
 		return 2;
 	}
-	printf("TAP version 13\n");
-	printf("# gru-race: %lu device writes and %lu replacements per kind%s\n",
-	       opt_writes, opt_repl, opt_expect ? ", expecting violations" : "");
-	printf("1..%d\n", n + opt_expect);
-	if (!gru_present()) {
-		for (int i = 0; i < n + opt_expect; i++)
-			printf("not ok %d gru_race # no %s (gru_tlb not loaded)\n", i + 1,
-			       GRU_DEV_PATH);
-		return 1;
-	}
+	ksft_print_header();
+	if (!gru_present())
+		ksft_exit_skip("no %s (gru_tlb not loaded)\n", GRU_DEV_PATH);
+	ksft_print_msg("gru-race: %lu device writes and %lu replacements per kind%s\n",
+		       opt_writes, opt_repl, opt_expect ? ", expecting violations" : "");
+	ksft_set_plan(n + opt_expect);
 	for (int i = 0; i < NKINDS; i++) {
 		if (only && strcmp(only, kinds[i].name))
 			continue;
-		fails += run_kind(&kinds[i], ++idx);
+		run_kind(&kinds[i]);
 	}
 	if (opt_expect) {
 		unsigned long v = total_violations;
 
-		printf("# mutation run: %lu violations in total\n", v);
-		printf("%sok %d race_detector_catches_broken_protocol\n", v ? "" : "not ", ++idx);
-		return v ? 0 : 1;
+		ksft_print_msg("mutation run: %lu violations in total\n", v);
+		ksft_test_result(v, "race_detector_catches_broken_protocol\n");
 	}
-	return fails ? 1 : 0;
+	ksft_finished();
 }

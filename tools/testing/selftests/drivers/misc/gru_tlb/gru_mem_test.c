@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "gru_test_util.h"
 
 #ifndef MADV_PAGEOUT

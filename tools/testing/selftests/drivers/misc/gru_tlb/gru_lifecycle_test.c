@@ -25,7 +25,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "gru_test_util.h"
 
 #define LIVE_PATH	"/sys/kernel/debug/gru/live"

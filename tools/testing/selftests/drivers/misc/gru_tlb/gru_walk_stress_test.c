@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "gru_test_util.h"
 
 #define SZ_2M		(2UL << 20)

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "libgru.h"
+#include <gru/libgru.h>
 
 /* The window is device memory: one 64-bit access per register, never merged. */
 static inline uint64_t win_rd(struct gru_ctx *ctx, unsigned int off)

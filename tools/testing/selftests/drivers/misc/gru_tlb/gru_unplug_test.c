@@ -27,7 +27,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "gru_test_util.h"
 
 #define QMP		"/opt/gru/bin/gru-qmp"
