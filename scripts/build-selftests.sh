@@ -47,8 +47,13 @@ cp -pu "$src/scripts/subarch.include" "$scratch/scripts/"
 ln -sfn "$repo/tools/lib/gru" "$scratch/tools/lib/gru"
 # Per-file links: files added or removed in the source show up here.
 find "$st/$target" -maxdepth 1 -type l -delete
+# Sources only: binaries left by a build in the source directory would
+# look up to date here.
 for f in "$repo/tools/testing/selftests/$target"/*; do
-	[ -f "$f" ] && ln -sfn "$f" "$st/$target/$(basename "$f")"
+	[ -f "$f" ] || continue
+	case "$f" in *.o) continue ;; esac
+	[ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" != 177ELF ] || continue
+	ln -sfn "$f" "$st/$target/$(basename "$f")"
 done
 
 make -C "$st" TARGETS="$target" KHDR_INCLUDES="-isystem $repo/include/uapi" \
