@@ -5,12 +5,13 @@
  * device increments the same word with FADD and with a CAS loop.  No update
  * may be lost.  Prints KTAP.
  *
- * Not part of make check (tools/gru-test owns the guest suite).  Run it by
- * hand, from the repo root, after `make -C tools/gru-test`:
+ * Not part of make check (the kselftest directory
+ * tools/testing/selftests/drivers/misc/gru_tlb owns the guest suite).  Run
+ * it by hand, from the repo root, after `make -C tools/lib/gru OUTPUT=/tmp/lg/`:
  *
- *   gcc -O2 -static -D_GNU_SOURCE -Iinclude -Itools/gru-test \
+ *   gcc -O2 -static -D_GNU_SOURCE -Iinclude/uapi -Itools/lib/gru/include/gru \
  *       -o /tmp/atomics qemu-hw/tests/guest/atomics-vs-cpu.c \
- *       tools/gru-test/build/libgru.a -lpthread
+ *       /tmp/lg/libgru.a -lpthread
  *   { echo 'base64 -d >/tmp/a <<"E"'; base64 /tmp/atomics; echo E;
  *     echo 'chmod +x /tmp/a && /tmp/a'; } >/tmp/atomics.sh
  *   scripts/guest-run.sh --smp 4 --script /tmp/atomics.sh
